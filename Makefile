@@ -1,0 +1,50 @@
+# Thin wrappers over the CMake presets. `make test` and `make demo` install what is missing first.
+.PHONY: deps test test-release test-sanitize demo bench clean
+
+APT_PACKAGES := libeigen3-dev doctest-dev libbenchmark-dev cmake g++ make
+JOBS ?= 2
+
+# Install the build dependencies through apt-get when root; otherwise say the exact command.
+deps:
+	@missing=""; \
+	[ -f /usr/include/eigen3/Eigen/Core ] || missing="$$missing libeigen3-dev"; \
+	[ -f /usr/include/doctest/doctest.h ] || missing="$$missing doctest-dev"; \
+	[ -f /usr/include/benchmark/benchmark.h ] || missing="$$missing libbenchmark-dev"; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "dsm: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "dsm: missing packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+test: deps test-release test-sanitize
+
+test-release:
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS)
+	ctest --preset release -j $(JOBS)
+
+test-sanitize:
+	cmake --preset sanitize
+	cmake --build --preset sanitize -j $(JOBS) --target dsm_tests_sanitized
+	ctest --preset sanitize
+
+demo: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS) --target examples
+	./build/release/examples/tensor_basics
+	./build/release/examples/fused_elementwise
+
+bench: deps
+	cmake --preset bench
+	cmake --build --preset bench -j $(JOBS)
+	./build/bench/bench/dsm_bench_w0 --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+	./build/bench/bench/dsm_bench_w1 --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+	./build/bench/bench/dsm_bench_w2 --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+clean:
+	rm -rf build

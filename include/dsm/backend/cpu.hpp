@@ -1,0 +1,127 @@
+// dsm/backend/cpu.hpp: the CPU backend policy (caching allocator, OpenMP loops, Eigen GEMM).
+//
+// Backends know nothing of expressions: they allocate, copy, run a parallel loop over an index
+// range with a functor they are given, and run GEMMs. dsm/expr turns a tree into such a functor.
+//
+//   dsm::set_num_threads(2);
+//   dsm::cpu::parallel_for(n, 4096, [&](int64_t b, int64_t e) { for (...) ... });
+//   auto stats = dsm::cpu::memory_stats();
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "../core/allocator.hpp"
+#include "../core/concepts.hpp"
+#include "../core/error.hpp"
+
+namespace dsm {
+
+/// Number of threads dsm's CPU loops and GEMMs use.
+inline int get_num_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+/// Sets the thread count for dsm's CPU loops and Eigen's GEMM (n >= 1).
+inline void set_num_threads(int n) {
+  if (n < 1) fail<config_error>("set_num_threads", "thread count must be at least 1, got ", n);
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
+  Eigen::setNbThreads(n);
+}
+
+namespace detail {
+/// 64-byte aligned system memory: the raw allocator behind the CPU caching allocator.
+struct CpuRawAlloc {
+  static void* raw_allocate(std::size_t bytes) { return std::aligned_alloc(64, (bytes + 63) & ~std::size_t{63}); }
+  static void raw_free(void* p, std::size_t) { std::free(p); }
+};
+}  // namespace detail
+
+struct cpu {
+  static constexpr const char* name = "cpu";
+  static constexpr bool host_accessible = true;
+
+  static CachingAllocator<detail::CpuRawAlloc>& allocator() {
+    static CachingAllocator<detail::CpuRawAlloc> a;
+    return a;
+  }
+  static void* allocate(std::size_t bytes) { return allocator().allocate(bytes); }
+  static void deallocate(void* p, std::size_t bytes) { allocator().deallocate(p, bytes); }
+  static MemoryStats memory_stats() { return allocator().stats(); }
+  static void reset_peak_memory() { allocator().reset_peak(); }
+  static void empty_cache() { allocator().empty_cache(); }
+
+  static void copy_bytes(void* dst, const void* src, std::size_t bytes) {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+
+  /// Calls f(begin, end) on contiguous chunks covering [0, n), one chunk per thread, using at
+  /// most n / grain threads. Chunk boundaries depend only on n and the thread count, and nested
+  /// calls run serially inside the enclosing parallel region.
+  template <class F>
+  static void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
+    if (n <= 0) return;
+#if defined(_OPENMP)
+    const std::int64_t max_by_work = grain > 0 ? (n + grain - 1) / grain : n;
+    const int threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), max_by_work));
+    if (threads > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(threads)
+      {
+        const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const std::int64_t b = n * t / nt, e = n * (t + 1) / nt;
+        if (b < e) f(b, e);
+      }
+      return;
+    }
+#endif
+    (void)grain;
+    f(std::int64_t{0}, n);
+  }
+
+  /// Row-major C[M, N] = alpha * op(A) * op(B) + beta * C, with op(X) = X or X^T by flag.
+  /// A is stored [M, K] (or [K, M] when trans_a) with leading dimension lda; likewise B.
+  template <class T>
+  static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t lda,
+                   const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+    using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using CMap = Eigen::Map<const Mat, Eigen::Unaligned, Eigen::OuterStride<>>;
+    using OMap = Eigen::Map<Mat, Eigen::Unaligned, Eigen::OuterStride<>>;
+    OMap cm(c, m, n, Eigen::OuterStride<>(ldc));
+    if (k == 0) {
+      if (beta == T(0)) cm.setZero();
+      else cm *= beta;
+      return;
+    }
+    const CMap am(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
+    const CMap bm(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
+    auto run = [&](const auto& opa, const auto& opb) {
+      if (beta == T(0)) {
+        if (alpha == T(1)) cm.noalias() = opa * opb;
+        else cm.noalias() = alpha * (opa * opb);
+      } else {
+        cm *= beta;
+        cm.noalias() += alpha * (opa * opb);
+      }
+    };
+    if (trans_a && trans_b) run(am.transpose(), bm.transpose());
+    else if (trans_a) run(am.transpose(), bm);
+    else if (trans_b) run(am, bm.transpose());
+    else run(am, bm);
+  }
+};
+
+static_assert(Backend<cpu>);
+
+}  // namespace dsm

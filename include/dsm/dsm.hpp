@@ -1,0 +1,19 @@
+// dsm/dsm.hpp: the umbrella header. Everything that needs no optional dependency.
+//
+//   #include <dsm/dsm.hpp>
+//   auto a = dsm::Tensor<float>::randn({1024});
+//   dsm::Tensor<float> y = dsm::relu(a * 2.f + 1.f);
+#pragma once
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/dtype.hpp"
+#include "core/shape.hpp"
+#include "core/random.hpp"
+#include "core/tensor.hpp"
+#include "core/print.hpp"
+#include "backend/cpu.hpp"
+#include "expr/functors.hpp"
+#include "expr/node.hpp"
+#include "expr/assign.hpp"
+#include "expr/operators.hpp"

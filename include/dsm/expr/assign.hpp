@@ -1,0 +1,137 @@
+// dsm/expr/assign.hpp: evaluating an expression tree in one pass over memory.
+//
+// `Tensor<float> y = expr;` allocates and evaluates; `out = expr`, `out += expr` (and -=, *=, /=)
+// write into out's existing elements, broadcasting the expression to out's shape. Inputs may be
+// strided or broadcast views. When an input overlaps `out` in a way an elementwise pass cannot
+// tolerate (e.g. `x = x.transpose(0, 1) + 1`), the expression is first evaluated into a temporary.
+#pragma once
+
+#include <array>
+
+#include "../core/tensor.hpp"
+#include "node.hpp"
+
+#if defined(_OPENMP)
+#define DSM_SIMD _Pragma("omp simd")
+#else
+#define DSM_SIMD
+#endif
+
+namespace dsm {
+namespace detail {
+
+enum class AssignOp { set, add, sub, mul, div };
+
+template <AssignOp Op, class T, class V>
+DSM_HOST_DEVICE DSM_ALWAYS_INLINE void apply_assign(T& o, V v) {
+  if constexpr (Op == AssignOp::set) o = convert<T>(v);
+  else if constexpr (Op == AssignOp::add) o = convert<T>(static_cast<compute_t<T>>(o) + v);
+  else if constexpr (Op == AssignOp::sub) o = convert<T>(static_cast<compute_t<T>>(o) - v);
+  else if constexpr (Op == AssignOp::mul) o = convert<T>(static_cast<compute_t<T>>(o) * v);
+  else o = convert<T>(static_cast<compute_t<T>>(o) / v);
+}
+
+/// Evaluates `e` into `out` (combining with Op). The heart of the expression layer.
+template <AssignOp Op, class T, class B, class E>
+void assign_expression(const Tensor<T, B>& out, const E& e) {
+  using Ex = std::remove_cvref_t<E>;
+  constexpr int N = leaf_count_v<Ex>;
+  const Shape es = e.shape();
+  if (!broadcasts_to(es, out.shape()))
+    fail<shape_error>("assign", "expression of shape ", es, " cannot be written to a tensor of shape ", out.shape());
+  for (int d = 0; d < out.rank(); ++d)
+    if (out.strides()[d] == 0 && out.shape()[d] > 1)
+      fail<shape_error>("assign", "cannot write into an expanded view (dimension ", d, " has stride 0)");
+  if (out.numel() == 0) return;
+
+  // An input sharing out's storage is safe only if it reads exactly the element being written.
+  bool overlap = false;
+  std::array<Strides, N + 1> strides;
+  strides[0] = out.strides();
+  int k = 1;
+  expr_access<Ex>::for_each_leaf(e, [&](const auto& leaf) {
+    strides[static_cast<std::size_t>(k)] = broadcast_strides(leaf.shape(), leaf.strides(), out.shape());
+    if (static_cast<const void*>(leaf.storage().get()) == static_cast<const void*>(out.storage().get()) &&
+        (leaf.offset() != out.offset() || !(strides[static_cast<std::size_t>(k)] == out.strides())))
+      overlap = true;
+    ++k;
+  });
+  if (overlap) {
+    const Tensor<typename Ex::value_type, B> tmp(e);
+    assign_expression<Op>(out, tmp);
+    return;
+  }
+
+  const auto plan = make_loop_plan<N + 1>(out.shape(), strides);
+  int next = 0;
+  const auto ev = expr_access<Ex>::evaluator(e, next);
+  T* dst = out.data();
+  run_loop_plan<B>(plan, [=](const std::array<std::int64_t, N + 1>& off, std::int64_t n, const std::array<std::int64_t, N + 1>& st) {
+    auto local = ev;
+    local.seek(off.data() + 1, st.data() + 1);
+    T* DSM_RESTRICT o = dst + off[0];
+    bool unit = st[0] == 1;
+    for (int i = 1; i <= N; ++i) unit = unit && st[static_cast<std::size_t>(i)] == 1;
+    if (unit) {
+      DSM_SIMD for (std::int64_t j = 0; j < n; ++j) apply_assign<Op>(o[j], local.load_unit(j));
+    } else {
+      for (std::int64_t j = 0; j < n; ++j) apply_assign<Op>(o[j * st[0]], local.load(j));
+    }
+  });
+}
+
+template <class T, class E>
+constexpr void check_assignable() {
+  static_assert(std::is_same_v<T, typename std::remove_cvref_t<E>::value_type>,
+                "the expression's element type differs from the tensor's: convert it with dsm::cast<T>(expr)");
+}
+
+/// Lifts an arithmetic scalar to a ScalarNode of type T; passes expressions through.
+template <class T, class X>
+decltype(auto) as_operand(const X& x) {
+  if constexpr (std::is_arithmetic_v<X>) return ScalarNode<T>{static_cast<compute_t<T>>(x)};
+  else return (x);
+}
+
+}  // namespace detail
+
+template <Scalar T, class B>
+template <Expression E>
+Tensor<T, B>::Tensor(const E& expr) : Tensor(expr.shape()) {
+  detail::check_assignable<T, E>();
+  detail::assign_expression<detail::AssignOp::set>(*this, expr);
+}
+
+template <Scalar T, class B>
+template <Expression E>
+Tensor<T, B>& Tensor<T, B>::operator=(const E& expr) {
+  detail::check_assignable<T, E>();
+  if (!defined()) return *this = Tensor(expr);  // assigning to an undefined tensor allocates
+  detail::assign_expression<detail::AssignOp::set>(*this, expr);
+  return *this;
+}
+
+#define DSM_COMPOUND_ASSIGN(OP, TAG)                                                  \
+  template <Scalar T, class B>                                                        \
+  template <class E>                                                                  \
+  Tensor<T, B>& Tensor<T, B>::operator OP(const E& rhs) {                             \
+    static_assert(Expression<E> || std::is_arithmetic_v<E>, "compound assignment takes an expression or a number"); \
+    const auto& operand = detail::as_operand<T>(rhs);                                 \
+    detail::check_assignable<T, decltype(operand)>();                                 \
+    detail::assign_expression<detail::AssignOp::TAG>(*this, operand);                 \
+    return *this;                                                                     \
+  }
+DSM_COMPOUND_ASSIGN(+=, add)
+DSM_COMPOUND_ASSIGN(-=, sub)
+DSM_COMPOUND_ASSIGN(*=, mul)
+DSM_COMPOUND_ASSIGN(/=, div)
+#undef DSM_COMPOUND_ASSIGN
+
+/// Evaluates an expression into a new tensor of its element type and backend.
+template <Expression E>
+auto eval(const E& e) {
+  using Ex = std::remove_cvref_t<E>;
+  return Tensor<typename Ex::value_type, typename expr_backend<Ex>::type>(e);
+}
+
+}  // namespace dsm
