@@ -21,6 +21,13 @@ concept Scalar = requires { dtype_traits<std::remove_cv_t<T>>::id; };
 template <class T>
 concept FloatingScalar = Scalar<T> && dtype_traits<T>::is_floating;
 
+namespace detail {
+/// A loop body used only to probe the Backend concept (a lambda here trips nvcc's front end).
+struct RangeProbe {
+  void operator()(std::int64_t, std::int64_t) const {}
+};
+}  // namespace detail
+
 /// A backend policy: memory, host copies, and a parallel loop over an index range.
 /// `parallel_for(n, grain, f)` calls f(begin, end) on disjoint chunks covering [0, n).
 template <class B>
@@ -29,7 +36,7 @@ concept Backend = requires(std::size_t bytes, void* p, const void* cp, std::int6
   { B::allocate(bytes) } -> std::same_as<void*>;
   { B::deallocate(p, bytes) };
   { B::copy_bytes(p, cp, bytes) };
-  { B::parallel_for(n, n, [](std::int64_t, std::int64_t) {}) };
+  { B::parallel_for(n, n, detail::RangeProbe{}) };
 };
 
 /// A lazy elementwise expression (see dsm/expr): it has a value type, a shape and an evaluator.

@@ -59,8 +59,9 @@ PrintFormat choose_format(const std::vector<double>& vals) {
       lo = std::min(lo, a);
       hi = std::max(hi, a);
     }
-    if (all_int) f.kind = hi > 1e8 ? PrintFormat::sci : PrintFormat::int_float;
-    else f.kind = (hi / lo > 1000.0 || hi > 1e8 || lo < 1e-4) ? PrintFormat::sci : PrintFormat::fixed;
+    const bool wide = hi > 0 && (hi / lo > 1000.0 || hi > 1e8);
+    if (all_int) f.kind = wide ? PrintFormat::sci : PrintFormat::int_float;
+    else f.kind = (wide || (hi > 0 && lo < 1e-4)) ? PrintFormat::sci : PrintFormat::fixed;
   }
   for (double v : vals) f.width = std::max(f.width, static_cast<int>(f(v).size()));
   return f;
@@ -109,7 +110,7 @@ void print_nested(std::ostream& os, const Tensor<T, B>& t, const PrintFormat& f,
         os << std::string(static_cast<std::size_t>(t.rank() - 1), '\n') << std::string(static_cast<std::size_t>(indent + 1), ' ');
       }
     }
-    if (idx[k] < 0) os << "...";
+    if (idx[k] < 0) os << (t.rank() == 1 ? " ..." : "...");
     else print_nested(os, t.select(0, idx[k]), f, summarize, indent + 1);
   }
   os << ']';

@@ -137,7 +137,8 @@ class Tensor {
     if (steps < 0) fail<config_error>("linspace", "number of steps must be non-negative, got ", steps);
     Tensor t(Shape{steps});
     const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
-    const std::int64_t half = steps / 2;  // fill from both ends so the last value is exactly `end`
+    // Fill from both ends so the last value is exactly `end` (a single step gives `start`).
+    const std::int64_t half = steps > 1 ? steps / 2 : 1;
     t.fill_indexed([=](std::int64_t i) {
       return convert<T>(i < half ? start + step * static_cast<double>(i) : end - step * static_cast<double>(steps - 1 - i));
     });
@@ -280,9 +281,8 @@ class Tensor {
   }
   /// All elements in row-major order, as a std::vector (handy in tests and I/O).
   std::vector<T> to_vector() const requires B::host_accessible {
-    std::vector<T> out(static_cast<std::size_t>(numel()));
-    Tensor<T, B>::from_blob(out.data(), shape_).copy_(*this);
-    return out;
+    const Tensor c = contiguous();
+    return std::vector<T>(c.data(), c.data() + numel());
   }
 
   // ---- views (share storage) ------------------------------------------------------------------

@@ -8,6 +8,7 @@
 // split and chunk return views that share storage; cat and stack copy into one new tensor.
 #pragma once
 
+#include <initializer_list>
 #include <vector>
 
 #include "../core/tensor.hpp"
@@ -39,6 +40,11 @@ Tensor<T, B> cat(const std::vector<Tensor<T, B>>& xs, std::int64_t dim0 = 0) {
   return out;
 }
 
+template <class T, class B>
+Tensor<T, B> cat(std::initializer_list<Tensor<T, B>> xs, std::int64_t dim = 0) {
+  return cat(std::vector<Tensor<T, B>>(xs), dim);
+}
+
 /// Stacks equally shaped tensors along a new dimension `dim`.
 template <class T, class B>
 Tensor<T, B> stack(const std::vector<Tensor<T, B>>& xs, std::int64_t dim = 0) {
@@ -52,6 +58,11 @@ Tensor<T, B> stack(const std::vector<Tensor<T, B>>& xs, std::int64_t dim = 0) {
     parts.push_back(xs[i].unsqueeze(d));
   }
   return cat(parts, d);
+}
+
+template <class T, class B>
+Tensor<T, B> stack(std::initializer_list<Tensor<T, B>> xs, std::int64_t dim = 0) {
+  return stack(std::vector<Tensor<T, B>>(xs), dim);
 }
 
 /// Views of `size` entries each along `dim` (the last one may be smaller).

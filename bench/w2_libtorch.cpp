@@ -1,0 +1,44 @@
+// W2 in LibTorch: as a PyTorch user writes it (torch::relu(a * b + c), which allocates two
+// temporaries and the result), and the in-place form an expert writes into a preallocated y.
+#include <benchmark/benchmark.h>
+#include <dlfcn.h>
+#include <torch/torch.h>
+
+namespace {
+
+constexpr std::int64_t n = std::int64_t{16} << 20;
+
+void set_torch_threads(int t) {
+  at::set_num_threads(t);
+  using SetThreads = void (*)(int);
+  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(t);
+}
+
+void W2_fwd_libtorch(benchmark::State& state) {
+  set_torch_threads(static_cast<int>(state.range(0)));
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(2);
+  auto a = torch::randn({n}), b = torch::randn({n}), c = torch::randn({n});
+  for (auto _ : state) {
+    auto y = torch::relu(a * b + c);
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * 4 * n * static_cast<std::int64_t>(sizeof(float)));
+}
+BENCHMARK(W2_fwd_libtorch)->Name("W2/fwd/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void W2_fwd_inplace_libtorch(benchmark::State& state) {
+  set_torch_threads(static_cast<int>(state.range(0)));
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(2);
+  auto a = torch::randn({n}), b = torch::randn({n}), c = torch::randn({n}), y = torch::empty({n});
+  for (auto _ : state) {
+    at::mul_out(y, a, b);
+    y.add_(c).relu_();
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * 4 * n * static_cast<std::int64_t>(sizeof(float)));
+}
+BENCHMARK(W2_fwd_inplace_libtorch)->Name("W2/fwd_inplace/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace

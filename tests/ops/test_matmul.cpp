@@ -1,0 +1,59 @@
+#include <doctest/doctest.h>
+
+#include <dsm/dsm.hpp>
+
+#include "support/fixtures.hpp"
+
+using dsm::Shape;
+using TD = dsm::Tensor<double>;
+using TF = dsm::Tensor<float>;
+
+namespace {
+const dsm_test::Fixtures& fx() {
+  static dsm_test::Fixtures f("ops.txt");
+  return f;
+}
+}  // namespace
+
+TEST_CASE("matmul equals PyTorch: 2-D, transposed views, batched broadcast, vectors") {
+  const TD a = fx().get("mm.a"), b = fx().get("mm.b");
+  dsm_test::check_close(dsm::matmul(a, b), fx().get("mm.c"), 1e-12, 1e-12);
+  dsm_test::check_close(dsm::matmul(a.t(), a), fx().get("mm.atb"), 1e-12, 1e-12);  // transpose flag, no copy
+  dsm_test::check_close(dsm::matmul(fx().get("bmm.a"), fx().get("bmm.b")), fx().get("bmm.c"), 1e-12, 1e-12);
+  const TD v = fx().get("mv.v");
+  dsm_test::check_close(dsm::matmul(a, v), fx().get("mv.av"), 1e-12, 1e-12);
+  dsm_test::check_close(dsm::matmul(v, b), fx().get("mv.vb"), 1e-12, 1e-12);
+  dsm_test::check_close(dsm::matmul(v, v), fx().get("mv.vv"), 1e-12, 1e-12);
+  CHECK(dsm::matmul(v, v).rank() == 0);
+}
+
+TEST_CASE("matmul reads any strided layout, copying only when it must") {
+  const TD a = fx().get("mm.a"), b = fx().get("mm.b");
+  const TD want = dsm::matmul(a, b);
+  // A column slice (non-unit strides on both axes) and a broadcast row operand.
+  const TD wide = TD::zeros({5, 14});
+  wide.slice(1, 0, 14, 2).copy_(a);
+  dsm_test::check_close(dsm::matmul(wide.slice(1, 0, 14, 2), b), want, 1e-12, 1e-12);
+  const TD row = a.narrow(0, 0, 1).expand({5, 7});
+  const TD rowc = row.contiguous();
+  dsm_test::check_close(dsm::matmul(row, b), dsm::matmul(rowc, b), 0, 0);
+}
+
+TEST_CASE("linear equals PyTorch's F.linear, bmm and bf16 matmul agree") {
+  dsm_test::check_close(dsm::linear(fx().get("linear.x"), fx().get("linear.w"), fx().get("linear.b")), fx().get("linear.y"), 1e-12, 1e-12);
+  const TF a = fx().get<float>("mm.a"), b = fx().get<float>("mm.b");
+  auto h = dsm::matmul(a.to<dsm::bf16>(), b.to<dsm::bf16>());
+  dsm_test::check_close(h.to<double>(), fx().get("mm.c"), 0.03, 0.05);
+  auto ba = TF::randn({3, 4, 5}), bb = TF::randn({3, 5, 2});
+  auto c = dsm::bmm(ba, bb);
+  for (std::int64_t i = 0; i < 3; ++i) dsm_test::check_close(c.select(0, i), dsm::matmul(ba.select(0, i), bb.select(0, i)), 1e-6, 1e-6);
+}
+
+TEST_CASE("matmul and linear name the op and the shapes on bad input") {
+  CHECK_THROWS_WITH_AS(dsm::matmul(TF::zeros({32, 512}), TF::zeros({256, 64})), "matmul: inner dimensions differ: [32, 512] x [256, 64]", dsm::shape_error);
+  CHECK_THROWS_WITH_AS(dsm::matmul(TF::zeros({2, 3, 4}), TF::zeros({5, 4, 2})), "matmul: shapes [2] and [5] cannot be broadcast together", dsm::shape_error);
+  CHECK_THROWS_WITH_AS(dsm::matmul(TF::scalar(1.f), TF::zeros({2})), "matmul: both arguments need at least one dimension, got [] x [2]", dsm::shape_error);
+  CHECK_THROWS_WITH_AS(dsm::linear(TF::zeros({2, 3}), TF::zeros({4, 5})), "linear: input features differ: [2, 3] x [4, 5]^T", dsm::shape_error);
+  CHECK_THROWS_WITH_AS(dsm::linear(TF::zeros({2, 5}), TF::zeros({4, 5}), TF::zeros({3})), "linear: bias must be [4], got [3]", dsm::shape_error);
+  CHECK_THROWS_AS(dsm::bmm(TF::zeros({2, 3, 4}), TF::zeros({3, 4, 5})), dsm::shape_error);
+}
