@@ -30,7 +30,7 @@ test-release:
 
 test-sanitize:
 	cmake --preset sanitize
-	cmake --build --preset sanitize -j $(JOBS) --target dsm_tests_sanitized
+	cmake --build --preset sanitize -j $(JOBS)
 	ctest --preset sanitize
 
 demo: deps
@@ -42,9 +42,9 @@ demo: deps
 bench: deps
 	cmake --preset bench
 	cmake --build --preset bench -j $(JOBS)
-	./build/bench/bench/dsm_bench_w0 --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
-	./build/bench/bench/dsm_bench_w1 --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
-	./build/bench/bench/dsm_bench_w2 --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+	./build/bench/bench/dsm_bench_w0 --benchmark_repetitions=5
+	./build/bench/bench/dsm_bench_w1 --benchmark_repetitions=5
+	./build/bench/bench/dsm_bench_w2 --benchmark_repetitions=5
 
 clean:
 	rm -rf build

@@ -4,10 +4,11 @@
 //    told the real core type and ATen's idle OpenMP workers sleep instead of spinning. The program
 //    re-executes itself once with these variables set and says so.
 // 2. Runs the benchmarks, then prints each dsm row beside the libtorch and limit rows of the same
-//    workload and thread count, with their ratio (medians when --benchmark_repetitions is set).
+//    workload and thread count, with their ratio (the median over --benchmark_repetitions).
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -35,19 +36,21 @@ class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
+    // Keep every repetition's rate; the table shows their median.
     for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      const bool aggregate = r.run_type == Run::RT_Aggregate;
-      if (aggregate && r.aggregate_name != "median") continue;
+      if (r.error_occurred || r.run_type == Run::RT_Aggregate) continue;
       const auto it = r.counters.find("items_per_second");
       const auto jt = r.counters.find("bytes_per_second");
       const double rate = it != r.counters.end() ? it->second.value : (jt != r.counters.end() ? jt->second.value : 0);
-      std::string name = r.run_name.str();
-      if (aggregate || !rates_.count(name)) rates_[name] = rate;  // a median overrides a single run
+      samples_[r.run_name.str()].push_back(rate);
     }
   }
   void Finalize() override {
     ConsoleReporter::Finalize();
+    for (auto& [name, v] : samples_) {
+      std::sort(v.begin(), v.end());
+      rates_[name] = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    }
     std::printf("\n%-44s %14s %14s %9s %14s %9s\n", "workload (dsm row)", "dsm", "libtorch", "ratio", "limit", "% limit");
     for (const auto& [name, rate] : rates_) {
       const auto pos = name.find("/dsm");
@@ -63,6 +66,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
 
  private:
+  std::map<std::string, std::vector<double>> samples_;
   std::map<std::string, double> rates_;
 };
 

@@ -1,6 +1,6 @@
 // W1: dense GEMM, row-major fp32, M = N = K = 1024 and 2048; bf16 inputs with fp32 accumulation.
 // dsm: dsm::matmul on tensors (output allocation included, served by the caching allocator).
-// limit: the same Eigen GEMM called directly on preallocated buffers.
+// limit: Eigen 3.4's GEMM called directly on preallocated buffers (the W1 reference of WORKLOADS.md).
 #include <benchmark/benchmark.h>
 
 #include <dsm/dsm.hpp>
@@ -28,7 +28,7 @@ void W1_gemm_limit(benchmark::State& state) {
   dsm::Generator g{1};
   auto a = dsm::Tensor<float>::randn({n, n}, g), b = dsm::Tensor<float>::randn({n, n}, g), c = dsm::Tensor<float>::empty({n, n});
   for (auto _ : state) {
-    dsm::cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    dsm::cpu::eigen_gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
     benchmark::DoNotOptimize(c.data());
   }
   state.SetItemsProcessed(state.iterations() * 2 * n * n * n);

@@ -47,3 +47,43 @@ TEST_CASE_TEMPLATE("gemm honours transpose flags, leading dimensions, alpha and 
         for (std::int64_t j = 0; j < n; ++j) CHECK(static_cast<double>(c(i, j)) == doctest::Approx(2 * naive(i, j) + 0.5).epsilon(1e-5));
     }
 }
+
+TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every block edge") {
+  // Sizes straddle the micro-tile (6 x 16 or 12 x 32), the A block, the depth block and the B block.
+  struct Dims {
+    std::int64_t m, n, k;
+  };
+  dsm::Generator g{3};
+  for (const Dims d : {Dims{1, 1, 1}, Dims{7, 17, 5}, Dims{13, 33, 385}, Dims{197, 45, 777}, Dims{5, 4100, 9}, Dims{64, 64, 0}}) {
+    CAPTURE(d.m);
+    CAPTURE(d.n);
+    CAPTURE(d.k);
+    auto a = dsm::Tensor<float>::randn({d.m, d.k}, g), b = dsm::Tensor<float>::randn({d.k, d.n}, g);
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const auto as = ta ? a.t().contiguous() : a, bs = tb ? b.t().contiguous() : b;
+        auto c = dsm::Tensor<float>::full({d.m, d.n}, 1.f);
+        dsm::cpu::gemm<float>(ta, tb, d.m, d.n, d.k, 1.f, as.data(), std::max<std::int64_t>(as.size(1), 1), bs.data(),
+                              std::max<std::int64_t>(bs.size(1), 1), -1.f, c.data(), d.n);
+        // Reference in double; the error bound grows with sqrt(k) times the float epsilon.
+        double worst = 0;
+        for (std::int64_t i = 0; i < d.m; i += std::max<std::int64_t>(1, d.m / 9))
+          for (std::int64_t j = 0; j < d.n; j += std::max<std::int64_t>(1, d.n / 31)) {
+            double s = -1.0;
+            for (std::int64_t p = 0; p < d.k; ++p) s += static_cast<double>(a(i, p)) * b(p, j);
+            worst = std::max(worst, std::abs(s - c(i, j)) / (1.0 + std::sqrt(static_cast<double>(d.k))));
+          }
+        CHECK(worst < 1e-5);
+      }
+  }
+}
+
+TEST_CASE("bf16 inputs are widened while packing and accumulate in float") {
+  dsm::Generator g{4};
+  auto a = dsm::Tensor<float>::randn({37, 300}, g).to<dsm::bf16>(), b = dsm::Tensor<float>::randn({300, 21}, g).to<dsm::bf16>();
+  auto c = dsm::Tensor<float>::empty({37, 21});
+  dsm::cpu::gemm<dsm::bf16>(false, false, 37, 21, 300, 1.f, a.data(), 300, b.data(), 21, 0.f, c.data(), 21);
+  auto ref = dsm::matmul(a.to<double>(), b.to<double>());  // the exact products of the bf16 values
+  for (std::int64_t i = 0; i < 37; ++i)
+    for (std::int64_t j = 0; j < 21; ++j) CHECK(std::abs(c(i, j) - ref(i, j)) < 1e-4);
+}

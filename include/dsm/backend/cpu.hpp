@@ -1,4 +1,4 @@
-// dsm/backend/cpu.hpp: the CPU backend policy (caching allocator, OpenMP loops, Eigen GEMM).
+// dsm/backend/cpu.hpp: the CPU backend policy (caching allocator, OpenMP loops, GEMM).
 //
 // Backends know nothing of expressions: they allocate, copy, run a parallel loop over an index
 // range with a functor they are given, and run GEMMs. dsm/expr turns a tree into such a functor.
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -21,6 +22,7 @@
 #include "../core/allocator.hpp"
 #include "../core/concepts.hpp"
 #include "../core/error.hpp"
+#include "detail/gemm_f32.hpp"
 
 namespace dsm {
 
@@ -92,9 +94,25 @@ struct cpu {
 
   /// Row-major C[M, N] = alpha * op(A) * op(B) + beta * C, with op(X) = X or X^T by flag.
   /// A is stored [M, K] (or [K, M] when trans_a) with leading dimension lda; likewise B.
+  /// float, bf16 and f16 inputs run the packed fp32 kernel (dsm/backend/detail/gemm_f32.hpp)
+  /// and accumulate in float into a float C; double runs through Eigen.
+  template <class T, class TC = std::conditional_t<std::is_same_v<T, double>, double, float>>
+  static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, TC alpha, const T* a, std::int64_t lda,
+                   const T* b, std::int64_t ldb, TC beta, TC* c, std::int64_t ldc) {
+    if constexpr (std::is_same_v<T, double>) {
+      eigen_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    } else {
+      static_assert(std::is_same_v<TC, float>, "cpu::gemm: float, bf16 and f16 inputs accumulate into float");
+      using detail::gemm::View;
+      detail::gemm::gemm<T, T>(m, n, k, alpha, View<T>{a, trans_a ? 1 : lda, trans_a ? lda : 1}, View<T>{b, trans_b ? 1 : ldb, trans_b ? ldb : 1},
+                               beta, c, ldc);
+    }
+  }
+
+  /// The same contract through Eigen's GEMM (double, and the reference the benchmarks compare with).
   template <class T>
-  static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t lda,
-                   const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+  static void eigen_gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t lda,
+                         const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
     using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using CMap = Eigen::Map<const Mat, Eigen::Unaligned, Eigen::OuterStride<>>;
     using OMap = Eigen::Map<Mat, Eigen::Unaligned, Eigen::OuterStride<>>;

@@ -7,8 +7,8 @@
 // matmul follows torch.matmul: 1-D operands are promoted to matrices and the added dimension
 // removed again; leading (batch) dimensions broadcast. A 2-D operand whose rows or columns are
 // contiguous goes to GEMM as is (transposed views become the transpose flag); any other layout is
-// copied once. bf16 and f16 are widened to float for the product and rounded back (an AMX/AVX-512
-// bf16 kernel is planned).
+// copied once. bf16 and f16 inputs are widened to float while the GEMM packs them, accumulate in
+// float and are rounded once at the end (an AMX/AVX-512-BF16 kernel is planned).
 #pragma once
 
 #include <vector>
@@ -33,8 +33,9 @@ inline std::optional<GemmOperand> gemm_layout(std::int64_t rows, std::int64_t co
   return std::nullopt;
 }
 
-template <class T, class B>
-Tensor<T, B> matmul_float(const Tensor<T, B>& a0, const Tensor<T, B>& b0) {
+/// The product in the accumulation type: double for double, float for float, bf16 and f16.
+template <class T, class B, class TC = std::conditional_t<std::is_same_v<T, double>, double, float>>
+Tensor<TC, B> matmul_acc(const Tensor<T, B>& a0, const Tensor<T, B>& b0) {
   // Promote 1-D operands to matrices, remembering which dimension to drop at the end.
   const bool a_vec = a0.rank() == 1, b_vec = b0.rank() == 1;
   Tensor<T, B> a = a_vec ? a0.unsqueeze(0) : a0;
@@ -68,7 +69,7 @@ Tensor<T, B> matmul_float(const Tensor<T, B>& a0, const Tensor<T, B>& b0) {
 
   Shape out_shape = batch;
   out_shape.push_back(m), out_shape.push_back(n);
-  Tensor<T, B> c(out_shape);
+  Tensor<TC, B> c(out_shape);
   const std::int64_t nbatch = batch.numel();
   const Strides bst = contiguous_strides(batch);
   auto one = [&, la = *la, lb = *lb](std::int64_t i) {
@@ -79,7 +80,7 @@ Tensor<T, B> matmul_float(const Tensor<T, B>& a0, const Tensor<T, B>& b0) {
       oa += idx * a.strides()[d];
       ob += idx * b.strides()[d];
     }
-    B::gemm(la.trans, lb.trans, m, n, k, T(1), a.data() + oa, la.ld, b.data() + ob, lb.ld, T(0), c.data() + i * m * n, n);
+    B::gemm(la.trans, lb.trans, m, n, k, TC(1), a.data() + oa, la.ld, b.data() + ob, lb.ld, TC(0), c.data() + i * m * n, n);
   };
   if (nbatch == 1) {
     one(0);  // one GEMM, threaded inside
@@ -100,11 +101,8 @@ Tensor<T, B> matmul_float(const Tensor<T, B>& a0, const Tensor<T, B>& b0) {
 template <FloatingScalar T, class B>
 Tensor<T, B> matmul(const Tensor<T, B>& a, const Tensor<T, B>& b) {
   if (a.rank() == 0 || b.rank() == 0) fail<shape_error>("matmul", "both arguments need at least one dimension, got ", a.shape(), " x ", b.shape());
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    return detail::matmul_float(a, b);
-  } else {
-    return detail::matmul_float(a.template to<float>(), b.template to<float>()).template to<T>();
-  }
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) return detail::matmul_acc(a, b);
+  else return detail::matmul_acc(a, b).template to<T>();  // fp32 accumulation, one rounding
 }
 
 /// Batched matrix product of [batch, M, K] and [batch, K, N] tensors (no broadcasting, as torch.bmm).

@@ -1,0 +1,259 @@
+// dsm/backend/detail/gemm_f32.hpp: a packed, cache-blocked fp32 GEMM (the BLIS/Goto scheme).
+//
+// C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C, row-major C. A and B are read through
+// (row, column) strides, so transposes cost nothing, and their elements may be float, bf16 or f16:
+// they are converted to float while being packed, which is also how bf16 inputs get fp32
+// accumulation without a separate conversion pass.
+//
+// Blocking: B is packed in [KC x NC] blocks of NR-wide column panels (kept in L3 and streamed
+// through L1), A in [MC x KC] blocks of MR-tall row panels (kept in L2); a register-resident
+// MR x NR micro-kernel runs over the panels. Threads split the MC blocks (and the NR panels when
+// there are few rows); every C tile is owned by one thread and summed over K in a fixed order, so
+// results do not depend on the thread count.
+//
+// The micro-kernel is written once over a small vector type: AVX-512 (16 lanes, 12 x 32 tile),
+// AVX2+FMA (8 lanes, 6 x 16 tile), or GCC vector extensions elsewhere.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "../../core/dtype.hpp"
+
+namespace dsm::detail::gemm {
+
+#if defined(__AVX512F__)
+struct Vec {
+  __m512 v;
+  static constexpr int lanes = 16;
+  static Vec zero() { return {_mm512_setzero_ps()}; }
+  static Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static Vec broadcast(float x) { return {_mm512_set1_ps(x)}; }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  static Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  static Vec mul(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
+};
+constexpr int mr = 12, nv = 2;
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Vec {
+  __m256 v;
+  static constexpr int lanes = 8;
+  static Vec zero() { return {_mm256_setzero_ps()}; }
+  static Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static Vec broadcast(float x) { return {_mm256_set1_ps(x)}; }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  static Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  static Vec mul(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
+};
+constexpr int mr = 6, nv = 2;
+#else
+struct Vec {
+  typedef float raw __attribute__((vector_size(16)));
+  raw v;
+  static constexpr int lanes = 4;
+  static Vec zero() { return {raw{0, 0, 0, 0}}; }
+  static Vec load(const float* p) {
+    Vec r;
+    __builtin_memcpy(&r.v, p, sizeof r.v);
+    return r;
+  }
+  static Vec broadcast(float x) { return {raw{x, x, x, x}}; }
+  void store(float* p) const { __builtin_memcpy(p, &v, sizeof v); }
+  static Vec fma(Vec a, Vec b, Vec c) { return {a.v * b.v + c.v}; }
+  static Vec mul(Vec a, Vec b) { return {a.v * b.v}; }
+};
+constexpr int mr = 4, nv = 2;
+#endif
+
+constexpr int nr = nv * Vec::lanes;           // micro-tile width
+#ifndef DSM_GEMM_KC
+#define DSM_GEMM_KC 384
+#endif
+#ifndef DSM_GEMM_MC_PANELS
+#define DSM_GEMM_MC_PANELS 16
+#endif
+constexpr std::int64_t kc_block = DSM_GEMM_KC;                 // depth of a packed block
+constexpr std::int64_t mc_block = mr * DSM_GEMM_MC_PANELS;     // rows of a packed A block (L2)
+constexpr std::int64_t nc_block = nr * 256;                    // columns of a packed B block (L3)
+
+/// A strided matrix operand: element (i, j) at p[i * rs + j * cs].
+template <class T>
+struct View {
+  const T* p;
+  std::int64_t rs, cs;
+  float at(std::int64_t i, std::int64_t j) const { return static_cast<float>(p[i * rs + j * cs]); }
+};
+
+/// Packs rows [0, m) x depth [0, k) of A into MR-tall panels, zero-padding the last panel:
+/// panel r holds, for each depth p, MR consecutive values.
+template <class T>
+void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
+  for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
+    const std::int64_t rows = std::min<std::int64_t>(mr, m - r0);
+    for (std::int64_t p = 0; p < k; ++p) {
+      std::int64_t i = 0;
+      for (; i < rows; ++i) dst[i] = a.at(r0 + i, p);
+      for (; i < mr; ++i) dst[i] = 0.f;
+      dst += mr;
+    }
+  }
+}
+
+/// Packs depth [0, k) x columns [0, n) of B into NR-wide panels, zero-padding the last one.
+template <class T>
+void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
+  for (std::int64_t c0 = 0; c0 < n; c0 += nr) {
+    const std::int64_t cols = std::min<std::int64_t>(nr, n - c0);
+    float* panel = dst + c0 * k;
+    if (cols == nr && b.cs == 1) {  // unit-stride rows of B: straight copies
+      for (std::int64_t p = 0; p < k; ++p)
+        for (int j = 0; j < nr; ++j) panel[p * nr + j] = static_cast<float>(b.p[p * b.rs + c0 + j]);
+    } else {
+      for (std::int64_t p = 0; p < k; ++p) {
+        std::int64_t j = 0;
+        for (; j < cols; ++j) panel[p * nr + j] = b.at(p, c0 + j);
+        for (; j < nr; ++j) panel[p * nr + j] = 0.f;
+      }
+    }
+  }
+}
+
+/// acc = A panel x B panel over depth k; then C = alpha * acc + beta * C for the valid
+/// m x n corner of the tile (beta == 0 never reads C, so C may be uninitialized).
+[[gnu::noinline]] inline void micro_kernel(std::int64_t k, const float* ap, const float* bp, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
+                         float alpha, float beta) {
+  Vec acc[mr][nv];
+#pragma GCC unroll 16
+  for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; ++v) acc[i][v] = Vec::zero();
+  for (std::int64_t p = 0; p < k; ++p) {
+    Vec b[nv];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; ++v) b[v] = Vec::load(bp + v * Vec::lanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; ++i) {
+      const Vec a = Vec::broadcast(ap[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < nv; ++v) acc[i][v] = Vec::fma(a, b[v], acc[i][v]);
+    }
+    ap += mr;
+    bp += nr;
+  }
+  const Vec va = Vec::broadcast(alpha), vb = Vec::broadcast(beta);
+  if (m == mr && n == nr) {
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < nv; ++v) {
+        float* cp = c + i * ldc + v * Vec::lanes;
+        const Vec r = beta == 0.f ? Vec::mul(va, acc[i][v]) : Vec::fma(vb, Vec::load(cp), Vec::mul(va, acc[i][v]));
+        r.store(cp);
+      }
+    return;
+  }
+  alignas(64) float tile[mr * nr];
+  for (int i = 0; i < mr; ++i)
+    for (int v = 0; v < nv; ++v) acc[i][v].store(tile + i * nr + v * Vec::lanes);
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      float& out = c[i * ldc + j];
+      out = beta == 0.f ? alpha * tile[i * nr + j] : alpha * tile[i * nr + j] + beta * out;
+    }
+}
+
+/// Per-thread packing buffers, grown on demand and reused across calls.
+struct Workspace {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> buf;
+  std::size_t size = 0;
+  float* get(std::size_t n) {
+    if (n > size) {
+      buf.reset(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
+      size = n;
+    }
+    return buf.get();
+  }
+};
+inline Workspace& a_workspace() {
+  thread_local Workspace w;
+  return w;
+}
+inline Workspace& b_workspace() {
+  thread_local Workspace w;
+  return w;
+}
+
+/// C = alpha * A * B + beta * C with A viewed as [m, k], B as [k, n], C row-major with ldc.
+template <class TA, class TB>
+void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> a, View<TB> b, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+    return;
+  }
+  int max_threads = 1;
+#if defined(_OPENMP)
+  if (!omp_in_parallel()) max_threads = omp_get_max_threads();
+#endif
+  // Enough work per thread to pay for a parallel region (~2 MFLOP).
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
+  float* bpack = b_workspace().get(static_cast<std::size_t>(kc_block * (nc_block + nr)));
+
+  for (std::int64_t jc = 0; jc < n; jc += nc_block) {
+    const std::int64_t nc = std::min(nc_block, n - jc);
+    const std::int64_t n_panels = (nc + nr - 1) / nr;
+    for (std::int64_t pc = 0; pc < k; pc += kc_block) {
+      const std::int64_t kc = std::min(kc_block, k - pc);
+      const float beta_here = pc == 0 ? beta : 1.f;  // later depth blocks accumulate
+      const View<TB> bblk{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs};
+      const std::int64_t m_blocks = (m + mc_block - 1) / mc_block;
+      // Split the B panels too when there are fewer row blocks than threads.
+      const std::int64_t col_groups = std::min<std::int64_t>(n_panels, std::max<std::int64_t>(1, (threads + m_blocks - 1) / m_blocks));
+      const std::int64_t items = m_blocks * col_groups;
+      auto run_item = [&](std::int64_t item) {
+        const std::int64_t ib = item / col_groups, g = item % col_groups;
+        const std::int64_t ic = ib * mc_block, mc = std::min(mc_block, m - ic);
+        const std::int64_t p0 = n_panels * g / col_groups, p1 = n_panels * (g + 1) / col_groups;
+        float* apack = a_workspace().get(static_cast<std::size_t>((mc_block + mr) * kc));
+        pack_a(View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, mc, kc, apack);
+        for (std::int64_t jp = p0; jp < p1; ++jp) {
+          const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
+          for (std::int64_t i0 = 0; i0 < mc; i0 += mr)
+            micro_kernel(kc, apack + i0 * kc, bpack + j0 * kc, c + (ic + i0) * ldc + jc + j0, ldc, std::min<std::int64_t>(mr, mc - i0), ncols,
+                         alpha, beta_here);
+        }
+      };
+#if defined(_OPENMP)
+      if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+#pragma omp for schedule(static)
+          for (std::int64_t p = 0; p < n_panels; ++p)
+            pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc);
+#pragma omp for schedule(static)
+          for (std::int64_t item = 0; item < items; ++item) run_item(item);
+        }
+        continue;
+      }
+#endif
+      pack_b(bblk, kc, nc, bpack);
+      for (std::int64_t item = 0; item < items; ++item) run_item(item);
+    }
+  }
+}
+
+}  // namespace dsm::detail::gemm
