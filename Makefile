@@ -1,5 +1,5 @@
 # Thin wrappers over the CMake presets. `make test` and `make demo` install what is missing first.
-.PHONY: deps test test-release test-sanitize demo bench clean
+.PHONY: deps bench-deps test test-release test-sanitize demo bench clean
 
 APT_PACKAGES := libeigen3-dev doctest-dev libbenchmark-dev cmake g++ make
 JOBS ?= 2
@@ -39,7 +39,22 @@ demo: deps
 	./build/release/examples/tensor_basics
 	./build/release/examples/fused_elementwise
 
-bench: deps
+# The peer in its best configuration: LibTorch with OpenBLAS (Debian's reference BLAS otherwise
+# backs LibTorch's fp32 GEMM at a few GFLOP/s). Installed when root, else the command is printed.
+bench-deps: deps
+	@missing=""; \
+	[ -f /usr/lib/x86_64-linux-gnu/cmake/Torch/TorchConfig.cmake ] || missing="$$missing libtorch-dev"; \
+	ls /usr/lib/x86_64-linux-gnu/openblas-*/libblas.so.3 >/dev/null 2>&1 || missing="$$missing libopenblas0-pthread"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "dsm: installing the benchmark peer:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "dsm: for the LibTorch peer run: sudo apt-get install -y$$missing (continuing without it)"; \
+	  fi; \
+	fi
+
+bench: bench-deps
 	cmake --preset bench
 	cmake --build --preset bench -j $(JOBS)
 	./build/bench/bench/dsm_bench_w0 --benchmark_repetitions=5
