@@ -13,10 +13,7 @@ using TD = Tensor<double>;
 using TF = Tensor<float>;
 
 namespace {
-const dsm_test::Fixtures& fx() {
-  static dsm_test::Fixtures f("elementwise.txt");
-  return f;
-}
+const dsm_test::Fixtures& fx() { return dsm_test::fixture_file("elementwise.txt"); }
 
 /// Evaluates functor F's value and derivative over x and compares them with PyTorch's.
 template <class F>

@@ -9,10 +9,7 @@ using TF = dsm::Tensor<float>;
 using TI = dsm::Tensor<std::int64_t>;
 
 namespace {
-const dsm_test::Fixtures& fx() {
-  static dsm_test::Fixtures f("ops.txt");
-  return f;
-}
+const dsm_test::Fixtures& fx() { return dsm_test::fixture_file("ops.txt"); }
 }  // namespace
 
 TEST_CASE("gather, scatter, scatter_add, index_select, index_add equal PyTorch") {

@@ -9,10 +9,7 @@ using TD = dsm::Tensor<double>;
 using TF = dsm::Tensor<float>;
 
 namespace {
-const dsm_test::Fixtures& fx() {
-  static dsm_test::Fixtures f("ops.txt");
-  return f;
-}
+const dsm_test::Fixtures& fx() { return dsm_test::fixture_file("ops.txt"); }
 }  // namespace
 
 TEST_CASE("sum, mean, var, logsumexp, max and min over any dims equal PyTorch") {

@@ -57,6 +57,14 @@ class Fixtures {
   std::map<std::string, FixtureTensor> entries_;
 };
 
+/// The fixtures of one file, read once per test program.
+inline const Fixtures& fixture_file(const std::string& file) {
+  static std::map<std::string, Fixtures> cache;
+  auto it = cache.find(file);
+  if (it == cache.end()) it = cache.emplace(file, Fixtures(file)).first;
+  return it->second;
+}
+
 /// Checks shapes match and every element is within atol + rtol * |expected| (NaN matches NaN).
 template <class T, class U>
 void check_close(const dsm::Tensor<T>& actual, const dsm::Tensor<U>& expected, double rtol = 1e-10, double atol = 1e-12) {

@@ -55,9 +55,11 @@ struct cpu {
   static constexpr const char* name = "cpu";
   static constexpr bool host_accessible = true;
 
+  /// The process-wide CPU allocator. Never destroyed, so tensors that outlive static
+  /// destruction order (globals, function statics) can still return their blocks.
   static CachingAllocator<detail::CpuRawAlloc>& allocator() {
-    static CachingAllocator<detail::CpuRawAlloc> a;
-    return a;
+    static auto* a = new CachingAllocator<detail::CpuRawAlloc>();
+    return *a;
   }
   static void* allocate(std::size_t bytes) { return allocator().allocate(bytes); }
   static void deallocate(void* p, std::size_t bytes) { allocator().deallocate(p, bytes); }

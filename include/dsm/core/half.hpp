@@ -87,44 +87,40 @@ DSM_HOST_DEVICE inline float f16_bits_to_float(std::uint16_t h) {
 
 }  // namespace detail
 
+namespace detail {
+/// A 16-bit floating-point storage type; `Codec` converts between its bits and float.
+template <class Codec>
+struct Float16 {
+  std::uint16_t bits = 0;
+
+  Float16() = default;
+  DSM_HOST_DEVICE explicit Float16(float f) : bits(Codec::encode(f)) {}
+  DSM_HOST_DEVICE explicit Float16(double d) : Float16(static_cast<float>(d)) {}
+  DSM_HOST_DEVICE explicit Float16(int i) : Float16(static_cast<float>(i)) {}
+  DSM_HOST_DEVICE explicit Float16(long i) : Float16(static_cast<float>(i)) {}
+  DSM_HOST_DEVICE explicit Float16(long long i) : Float16(static_cast<float>(i)) {}
+  DSM_HOST_DEVICE explicit Float16(bool b) : Float16(b ? 1.f : 0.f) {}
+  DSM_HOST_DEVICE operator float() const { return Codec::decode(bits); }
+
+  DSM_HOST_DEVICE static Float16 from_bits(std::uint16_t b) {
+    Float16 r;
+    r.bits = b;
+    return r;
+  }
+};
+struct Bf16Codec {
+  DSM_HOST_DEVICE static std::uint16_t encode(float f) { return float_to_bf16_bits(f); }
+  DSM_HOST_DEVICE static float decode(std::uint16_t b) { return bf16_bits_to_float(b); }
+};
+struct F16Codec {
+  DSM_HOST_DEVICE static std::uint16_t encode(float f) { return float_to_f16_bits(f); }
+  DSM_HOST_DEVICE static float decode(std::uint16_t b) { return f16_bits_to_float(b); }
+};
+}  // namespace detail
+
 /// Brain floating point: 1 sign, 8 exponent, 7 mantissa bits (float's range, 3 significant digits).
-struct bf16 {
-  std::uint16_t bits = 0;
-
-  bf16() = default;
-  DSM_HOST_DEVICE explicit bf16(float f) : bits(detail::float_to_bf16_bits(f)) {}
-  DSM_HOST_DEVICE explicit bf16(double d) : bf16(static_cast<float>(d)) {}
-  DSM_HOST_DEVICE explicit bf16(int i) : bf16(static_cast<float>(i)) {}
-  DSM_HOST_DEVICE explicit bf16(long i) : bf16(static_cast<float>(i)) {}
-  DSM_HOST_DEVICE explicit bf16(long long i) : bf16(static_cast<float>(i)) {}
-  DSM_HOST_DEVICE explicit bf16(bool b) : bf16(b ? 1.f : 0.f) {}
-  DSM_HOST_DEVICE operator float() const { return detail::bf16_bits_to_float(bits); }
-
-  DSM_HOST_DEVICE static bf16 from_bits(std::uint16_t b) {
-    bf16 r;
-    r.bits = b;
-    return r;
-  }
-};
-
+using bf16 = detail::Float16<detail::Bf16Codec>;
 /// IEEE 754 binary16: 1 sign, 5 exponent, 10 mantissa bits (max 65504).
-struct f16 {
-  std::uint16_t bits = 0;
-
-  f16() = default;
-  DSM_HOST_DEVICE explicit f16(float f) : bits(detail::float_to_f16_bits(f)) {}
-  DSM_HOST_DEVICE explicit f16(double d) : f16(static_cast<float>(d)) {}
-  DSM_HOST_DEVICE explicit f16(int i) : f16(static_cast<float>(i)) {}
-  DSM_HOST_DEVICE explicit f16(long i) : f16(static_cast<float>(i)) {}
-  DSM_HOST_DEVICE explicit f16(long long i) : f16(static_cast<float>(i)) {}
-  DSM_HOST_DEVICE explicit f16(bool b) : f16(b ? 1.f : 0.f) {}
-  DSM_HOST_DEVICE operator float() const { return detail::f16_bits_to_float(bits); }
-
-  DSM_HOST_DEVICE static f16 from_bits(std::uint16_t b) {
-    f16 r;
-    r.bits = b;
-    return r;
-  }
-};
+using f16 = detail::Float16<detail::F16Codec>;
 
 }  // namespace dsm

@@ -166,28 +166,36 @@ DSM_REDUCTION(argmin, std::int64_t, (detail::ArgExtremumReducer<T, false>{}), tr
 DSM_REDUCTION(logsumexp, T, detail::LogSumExpReducer<T>{}, FloatingScalar<typename E::value_type>)
 #undef DSM_REDUCTION
 
+namespace detail {
+template <class E>
+auto variance(const char* op, const E& e, const Shape& dims, bool keepdim, double correction, bool take_sqrt) {
+  const auto& x = materialize(e);
+  using T = typename E::value_type;
+  return reduce<VarianceReducer<T>, T>(op, VarianceReducer<T>{correction, take_sqrt}, x, dims, keepdim);
+}
+}  // namespace detail
+
 /// Variance over `dims` with Bessel's correction by default (correction = 1), as torch.var.
 template <Expression E>
   requires FloatingScalar<typename E::value_type>
 auto var(const E& e, const Shape& dims = {}, bool keepdim = false, double correction = 1) {
-  const auto& x = detail::materialize(e);
-  using T = typename E::value_type;
-  return detail::reduce<detail::VarianceReducer<T>, T>("var", detail::VarianceReducer<T>{correction, false}, x, dims, keepdim);
+  return detail::variance("var", e, dims, keepdim, correction, false);
 }
 template <Expression E>
   requires FloatingScalar<typename E::value_type>
-auto var(const E& e, std::int64_t dim, bool keepdim = false, double correction = 1) { return var(e, Shape{dim}, keepdim, correction); }
+auto var(const E& e, std::int64_t dim, bool keepdim = false, double correction = 1) {
+  return detail::variance("var", e, Shape{dim}, keepdim, correction, false);
+}
 /// Standard deviation: sqrt(var(...)).
 template <Expression E>
   requires FloatingScalar<typename E::value_type>
 auto std_dev(const E& e, const Shape& dims = {}, bool keepdim = false, double correction = 1) {
-  const auto& x = detail::materialize(e);
-  using T = typename E::value_type;
-  return detail::reduce<detail::VarianceReducer<T>, T>("std_dev", detail::VarianceReducer<T>{correction, true}, x, dims, keepdim);
+  return detail::variance("std_dev", e, dims, keepdim, correction, true);
 }
-
 template <Expression E>
   requires FloatingScalar<typename E::value_type>
-auto std_dev(const E& e, std::int64_t dim, bool keepdim = false, double correction = 1) { return std_dev(e, Shape{dim}, keepdim, correction); }
+auto std_dev(const E& e, std::int64_t dim, bool keepdim = false, double correction = 1) {
+  return detail::variance("std_dev", e, Shape{dim}, keepdim, correction, true);
+}
 
 }  // namespace dsm
