@@ -11,6 +11,7 @@
 
 #include "../core/config.hpp"
 #include "../core/dtype.hpp"
+#include "math.hpp"
 
 namespace dsm::fn {
 
@@ -24,7 +25,7 @@ namespace dsm::fn {
   };
 
 DSM_UNARY(Neg, "neg", -x, T(-1))
-DSM_UNARY(Exp, "exp", std::exp(x), y)
+DSM_UNARY(Exp, "exp", math::exp(x), y)
 DSM_UNARY(Log, "log", std::log(x), T(1) / x)
 DSM_UNARY(Log1p, "log1p", std::log1p(x), T(1) / (T(1) + x))
 DSM_UNARY(Expm1, "expm1", std::expm1(x), y + T(1))
@@ -35,10 +36,9 @@ DSM_UNARY(Sign, "sign", x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)), T(0))
 DSM_UNARY(Square, "square", x * x, T(2) * x)
 DSM_UNARY(Reciprocal, "reciprocal", T(1) / x, -y * y)
 DSM_UNARY(Tanh, "tanh", std::tanh(x), T(1) - y * y)
-DSM_UNARY(Sigmoid, "sigmoid", T(1) / (T(1) + std::exp(-x)), y * (T(1) - y))
+DSM_UNARY(Sigmoid, "sigmoid", math::sigmoid(x), y * (T(1) - y))
 DSM_UNARY(Relu, "relu", x > T(0) ? x : T(0), x > T(0) ? T(1) : T(0))
-DSM_UNARY(Silu, "silu", x / (T(1) + std::exp(-x)),
-          (T(1) / (T(1) + std::exp(-x))) * (T(1) + x * (T(1) - T(1) / (T(1) + std::exp(-x)))))
+DSM_UNARY(Silu, "silu", x * math::sigmoid(x), math::sigmoid(x) * (T(1) + x * (T(1) - math::sigmoid(x))))
 // GELU, exact form: x * Phi(x) with Phi the standard normal CDF.
 DSM_UNARY(Gelu, "gelu", T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440))),
           T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440))) + x * T(0.39894228040143267794) * std::exp(T(-0.5) * x * x))
@@ -80,7 +80,7 @@ struct Softplus {
   template <class T>
   DSM_HOST_DEVICE T d(T x, T) const {
     const T bx = T(beta) * x;
-    return bx > T(threshold) ? T(1) : T(1) / (T(1) + std::exp(-bx));
+    return bx > T(threshold) ? T(1) : math::sigmoid(bx);
   }
 };
 

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "../expr/assign.hpp"
+#include "../expr/math.hpp"
 #include "reduce.hpp"
 
 namespace dsm {
@@ -33,14 +34,14 @@ Tensor<T, B> softmax_impl(const char* op, const Tensor<T, B>& x, std::int64_t di
       T* q = o + r * n;
       C m = -std::numeric_limits<C>::infinity();
       for (std::int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<C>(p[j]));
-      C s = 0;
-      for (std::int64_t j = 0; j < n; ++j) s += std::exp(static_cast<C>(p[j]) - m);
+      double s = 0;  // summed in double: a long row of float terms loses digits otherwise
+      for (std::int64_t j = 0; j < n; ++j) s += math::exp(static_cast<C>(p[j]) - m);
       if constexpr (Log) {
-        const C lse = m + std::log(s);
+        const C lse = m + static_cast<C>(std::log(s));
         for (std::int64_t j = 0; j < n; ++j) q[j] = convert<T>(static_cast<C>(p[j]) - lse);
       } else {
-        const C inv = C(1) / s;
-        for (std::int64_t j = 0; j < n; ++j) q[j] = convert<T>(std::exp(static_cast<C>(p[j]) - m) * inv);
+        const C inv = static_cast<C>(1.0 / s);
+        for (std::int64_t j = 0; j < n; ++j) q[j] = convert<T>(math::exp(static_cast<C>(p[j]) - m) * inv);
       }
     }
   });

@@ -1,0 +1,53 @@
+// dsm::math::exp (the vectorizable float exp behind exp, sigmoid, silu, softplus and softmax).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <dsm/dsm.hpp>
+
+TEST_CASE("math::exp for float is within 1 ulp of the exact value over the whole range") {
+  double worst = 0;
+  std::int64_t checked = 0;
+  for (std::uint32_t u = 0; u < 0xffffffffu - 9973u; u += 9973u) {  // ~430,000 floats, both signs
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    if (!(x > -103.9f && x < 88.7f)) continue;
+    const double exact = std::exp(static_cast<double>(x));
+    const float nearest = static_cast<float>(exact);
+    const double ulp = nearest < std::numeric_limits<float>::min() ? std::ldexp(1.0, -149) : std::nextafter(nearest, INFINITY) - nearest;
+    worst = std::max(worst, std::abs(dsm::math::exp(x) - exact) / ulp);
+    ++checked;
+  }
+  CHECK(checked > 200000);
+  CHECK(worst < 1.0);
+}
+
+TEST_CASE("math::exp handles NaN, infinities, overflow and underflow as IEEE expf") {
+  CHECK(std::isnan(dsm::math::exp(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(dsm::math::exp(INFINITY) == INFINITY);
+  CHECK(dsm::math::exp(-INFINITY) == 0.f);
+  CHECK(dsm::math::exp(88.8f) == INFINITY);
+  CHECK(dsm::math::exp(-200.f) == 0.f);
+  CHECK(dsm::math::exp(0.f) == 1.f);
+  CHECK(dsm::math::exp(-103.5f) == std::exp(-103.5f));  // a subnormal result
+  CHECK(dsm::math::exp(1.0) == std::exp(1.0));          // double goes to std::exp
+  CHECK(dsm::math::sigmoid(-100.f) == doctest::Approx(0.f));
+  CHECK(dsm::math::sigmoid(100.f) == 1.f);
+}
+
+TEST_CASE("float sigmoid, silu and softmax through the fast exp stay within float rounding of double") {
+  auto x = dsm::Tensor<float>::linspace(-20.0, 20.0, 4001);
+  dsm::Tensor<float> s = dsm::sigmoid(x), si = dsm::silu(x);
+  auto xd = x.to<double>();
+  dsm::Tensor<double> sd = dsm::sigmoid(xd), sid = dsm::silu(xd);
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    CHECK(s(i) == doctest::Approx(sd(i)).epsilon(3e-7));
+    CHECK(si(i) == doctest::Approx(sid(i)).epsilon(3e-7).scale(1e-30));
+  }
+  auto p = dsm::softmax(x.view({1, -1}), -1).to<double>();
+  auto pd = dsm::softmax(xd.view({1, -1}), -1);
+  // x - max is rounded in float (up to 2e-6 absolute near -40), which bounds the relative error.
+  for (std::int64_t i = 0; i < x.numel(); i += 7) CHECK(p(0, i) == doctest::Approx(pd(0, i)).epsilon(5e-6).scale(1e-30));
+}
