@@ -154,3 +154,21 @@ TEST_CASE("large contiguous and strided evaluations agree with a plain loop") {
   for (std::size_t i = 0; i < yv.size(); i += 97) CHECK(yv[i] == std::max(0.f, av[i] * bv[i] + cv[i % 1031]));
   CHECK(z.t().contiguous().to_vector() == yv);
 }
+
+namespace {
+/// A second host backend (the CPU one under another name) to see which backend a tree reports.
+struct other_host : dsm::cpu {
+  static constexpr const char* name = "other_host";
+};
+}  // namespace
+
+TEST_CASE("an expression reports the backend of its tensors wherever the scalars sit") {
+  using TO = Tensor<float, other_host>;
+  const TO x = TO::ones({2});
+  static_assert(std::is_same_v<decltype(2.f * (x + 1.f))::backend_type, other_host>);
+  static_assert(std::is_same_v<decltype(dsm::where(x > 0.f, 1.f, x * 2.f))::backend_type, other_host>);
+  static_assert(std::is_same_v<decltype(dsm::where(x > 0.f, x, 0.f))::backend_type, other_host>);
+  auto e = dsm::eval(2.f * (x + 1.f));
+  static_assert(std::is_same_v<decltype(e), TO>);
+  CHECK(e.to_vector() == std::vector<float>{4.f, 4.f});
+}

@@ -118,9 +118,15 @@ inline constexpr int leaf_count_v = expr_access<std::remove_cvref_t<E>>::leaves;
 
 /// The backend of an expression: that of its tensor leaves (cpu when it has none).
 template <class E, class = void>
-struct expr_backend { using type = cpu; };
+struct expr_backend {
+  using type = cpu;
+  static constexpr bool known = false;
+};
 template <class E>
-struct expr_backend<E, std::void_t<typename E::backend_type>> { using type = typename E::backend_type; };
+struct expr_backend<E, std::void_t<typename E::backend_type>> {
+  using type = typename E::backend_type;
+  static constexpr bool known = true;
+};
 
 // ---- nodes -------------------------------------------------------------------------------------
 
@@ -178,7 +184,8 @@ struct [[nodiscard]] BinaryNode {
   static_assert(std::is_same_v<compute_t<typename left_type::value_type>, compute_t<typename right_type::value_type>>,
                 "operands of an elementwise operation must have the same element type: convert one with dsm::cast<T>(x)");
   using value_type = typename detail::node_value<F, typename left_type::value_type>::type;
-  using backend_type = typename expr_backend<std::conditional_t<detail::is_tensor<left_type>::value || !detail::is_tensor<right_type>::value, left_type, right_type>>::type;
+  // The left operand's backend, unless it is a scalar (which has none).
+  using backend_type = typename expr_backend<std::conditional_t<expr_backend<left_type>::known, left_type, right_type>>::type;
   static constexpr bool is_expression = true;
   static constexpr int leaf_count = leaf_count_v<A> + leaf_count_v<B>;
 
@@ -205,7 +212,8 @@ struct [[nodiscard]] TernaryNode {
   using b_type = std::remove_cvref_t<B>;
   using c_type = std::remove_cvref_t<C>;
   using value_type = typename b_type::value_type;
-  using backend_type = typename expr_backend<b_type>::type;
+  using backend_type = typename expr_backend<
+      std::conditional_t<expr_backend<b_type>::known, b_type, std::conditional_t<expr_backend<c_type>::known, c_type, a_type>>>::type;
   static constexpr bool is_expression = true;
   static constexpr int leaf_count = leaf_count_v<A> + leaf_count_v<B> + leaf_count_v<C>;
 
