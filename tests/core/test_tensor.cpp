@@ -141,6 +141,13 @@ TEST_CASE("element access and errors") {
   CHECK(TF::scalar(2.5f).item() == 2.5f);
   CHECK(x.size(-1) == 3);
   CHECK_THROWS_AS(x.size(2), dsm::index_error);
+  CHECK(x.stride(0) == 3);
+  CHECK(x.nbytes() == 24);
+  CHECK(TF::zeros({3}).expand_as(x).shape() == Shape{2, 3});
+  CHECK(dsm::full<float>({2}, 1.5f).to_vector() == std::vector<float>{1.5f, 1.5f});
+  CHECK(dsm::ones<std::int32_t>({2, 2}).numel() == 4);
+  CHECK(dsm::zeros<double>({1}).item() == 0.0);
+  CHECK(dsm::empty<float>({0}).numel() == 0);
   Tensor<float> undefined;
   CHECK_FALSE(undefined.defined());
 }
