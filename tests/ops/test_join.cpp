@@ -34,3 +34,21 @@ TEST_CASE("cat, stack and split name the mismatch") {
   CHECK_THROWS_AS(dsm::cat(std::vector<TF>{}), dsm::shape_error);
   CHECK_THROWS_AS(dsm::chunk(a, 0), dsm::shape_error);
 }
+
+TEST_CASE("zero-size tensors pass through expressions and ops without touching memory") {
+  auto e = TF::zeros({0, 3});
+  TF y = dsm::relu(e * 2.f + 1.f);
+  CHECK(y.shape() == Shape{0, 3});
+  CHECK(dsm::matmul(e, TF::zeros({3, 4})).shape() == Shape{0, 4});
+  auto k0 = dsm::matmul(TF::zeros({2, 0}), TF::zeros({0, 5}));  // empty inner dimension: zeros
+  CHECK(k0.to_vector() == std::vector<float>(10, 0.f));
+  CHECK(dsm::sum(e, {1}).shape() == Shape{0});
+  CHECK(dsm::softmax(e, 1).shape() == Shape{0, 3});
+  auto [v, i] = dsm::topk(e, 2, 1);
+  CHECK(v.shape() == Shape{0, 2});
+  CHECK(dsm::cat({TF::ones({2, 3}), e}, 0).shape() == Shape{2, 3});
+  CHECK(dsm::index_select(TF::ones({2, 3}), 0, dsm::Tensor<std::int64_t>::zeros({0})).shape() == Shape{0, 3});
+  CHECK(dsm::embedding(TF::ones({4, 2}), dsm::Tensor<std::int64_t>::zeros({0})).shape() == Shape{0, 2});
+  CHECK(dsm::sort(TF::zeros({0})).values.numel() == 0);
+  CHECK(dsm::to_string(e) == "tensor([], size=(0, 3))");
+}
