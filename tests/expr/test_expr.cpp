@@ -71,6 +71,18 @@ TEST_CASE("binary functors: values and partial derivatives equal PyTorch's") {
   check_binary("mul", dsm::fn::Mul{});
 }
 
+TEST_CASE("derivative edge cases: pow at a zero base, where, predicates") {
+  const dsm::fn::Pow pw;
+  CHECK(pw.dr(0.0, 2.0) == 0.0);  // PyTorch's convention, not 0 * log(0)
+  CHECK(pw.dl(0.0, 2.0) == 0.0);
+  CHECK(std::isinf(pw.dr(0.0, -1.0)));
+  const dsm::fn::Where w;
+  CHECK(w.da<double>(true) == 1.0);
+  CHECK(w.db<double>(true) == 0.0);
+  CHECK(w.db<float>(false) == 1.f);
+  static_assert(!dsm::fn::Gt::differentiable && !dsm::fn::LogicalNot::differentiable);
+}
+
 TEST_CASE("a broadcast expression tree equals PyTorch in one pass") {
   const TD p = fx().get("bcast.p"), q = fx().get("bcast.q");  // [4, 1, 3] and [5, 1]
   TD y = dsm::relu(p * q + 0.5) - dsm::where(p > q, p, q);

@@ -120,7 +120,8 @@ DSM_BINARY(Add, "add", a + b, T(1), T(1))
 DSM_BINARY(Sub, "sub", a - b, T(1), T(-1))
 DSM_BINARY(Mul, "mul", a * b, b, a)
 DSM_BINARY(Div, "div", a / b, T(1) / b, -a / (b * b))
-DSM_BINARY(Pow, "pow", std::pow(a, b), b * std::pow(a, b - T(1)), std::pow(a, b) * std::log(a))
+// d/db at a = 0 is taken as 0 for b >= 0 (as PyTorch), not 0 * log(0) = NaN.
+DSM_BINARY(Pow, "pow", std::pow(a, b), b * std::pow(a, b - T(1)), (a == T(0) && b >= T(0)) ? T(0) : std::pow(a, b) * std::log(a))
 // NaN propagates (a != a); at ties the gradient is split equally, as PyTorch does.
 DSM_BINARY(Maximum, "maximum", (a != a || a > b) ? a : b, a > b ? T(1) : (a == b ? T(0.5) : T(0)), b > a ? T(1) : (a == b ? T(0.5) : T(0)))
 DSM_BINARY(Minimum, "minimum", (a != a || a < b) ? a : b, a < b ? T(1) : (a == b ? T(0.5) : T(0)), b < a ? T(1) : (a == b ? T(0.5) : T(0)))
@@ -131,6 +132,7 @@ DSM_BINARY(Minimum, "minimum", (a != a || a < b) ? a : b, a < b ? T(1) : (a == b
   struct NAME {                                                         \
     static constexpr const char* name = STR;                           \
     static constexpr bool predicate = true;                            \
+    static constexpr bool differentiable = false;                      \
     template <class T>                                                  \
     DSM_HOST_DEVICE bool operator()(T a, T b) const { return VALUE; }  \
   };
@@ -147,6 +149,7 @@ DSM_PREDICATE(LogicalOr, "logical_or", a != T(0) || b != T(0))
 struct LogicalNot {
   static constexpr const char* name = "logical_not";
   static constexpr bool predicate = true;
+  static constexpr bool differentiable = false;
   template <class T>
   DSM_HOST_DEVICE bool operator()(T x) const { return !(x != T(0)); }
 };
@@ -156,6 +159,11 @@ struct Where {
   static constexpr const char* name = "where";
   template <class T>
   DSM_HOST_DEVICE T operator()(bool c, T a, T b) const { return c ? a : b; }
+  /// Partials with respect to a and b (the condition has none).
+  template <class T>
+  DSM_HOST_DEVICE T da(bool c) const { return c ? T(1) : T(0); }
+  template <class T>
+  DSM_HOST_DEVICE T db(bool c) const { return c ? T(0) : T(1); }
 };
 
 }  // namespace dsm::fn
