@@ -54,3 +54,17 @@ TEST_CASE("matmul and linear name the op and the shapes on bad input") {
   CHECK_THROWS_WITH_AS(dsm::linear(TF::zeros({2, 5}), TF::zeros({4, 5}), TF::zeros({3})), "linear: bias must be [4], got [3]", dsm::shape_error);
   CHECK_THROWS_AS(dsm::bmm(TF::zeros({2, 3, 4}), TF::zeros({3, 4, 5})), dsm::shape_error);
 }
+
+TEST_CASE("matmul results are bit-identical at 1 and 2 threads") {
+  dsm::Generator g{8};
+  auto a = TF::randn({301, 517}, g), b = TF::randn({517, 263}, g);
+  auto ba = TF::randn({6, 40, 70}, g), bb = TF::randn({6, 70, 30}, g);
+  const int saved = dsm::get_num_threads();
+  dsm::set_num_threads(1);
+  const auto c1 = dsm::matmul(a, b).to_vector(), d1 = dsm::matmul(ba, bb).to_vector();
+  dsm::set_num_threads(2);
+  const auto c2 = dsm::matmul(a, b).to_vector(), d2 = dsm::matmul(ba, bb).to_vector();
+  dsm::set_num_threads(saved);
+  CHECK(c1 == c2);
+  CHECK(d1 == d2);
+}
