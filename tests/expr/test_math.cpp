@@ -38,6 +38,30 @@ TEST_CASE("math::exp handles NaN, infinities, overflow and underflow as IEEE exp
   CHECK(dsm::math::sigmoid(100.f) == 1.f);
 }
 
+TEST_CASE("math::tanh for float is within 1.5 ulp everywhere and exact at the specials") {
+  double worst = 0;
+  for (std::uint32_t u = 0; u < 0xffffffffu - 9973u; u += 9973u) {
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    if (std::isnan(x)) continue;
+    const double exact = std::tanh(static_cast<double>(x));
+    const float nearest = static_cast<float>(exact);
+    if (std::abs(nearest) < std::numeric_limits<float>::min()) continue;  // tanh(x) = x there; checked below
+    const double ulp = std::abs(static_cast<double>(std::nextafter(nearest, INFINITY)) - nearest);
+    worst = std::max(worst, std::abs(dsm::math::tanh(x) - exact) / ulp);
+  }
+  CHECK(worst < 1.5);
+  CHECK(std::isnan(dsm::math::tanh(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(dsm::math::tanh(INFINITY) == 1.f);
+  CHECK(dsm::math::tanh(-INFINITY) == -1.f);
+  CHECK(std::signbit(dsm::math::tanh(-0.f)));
+  CHECK(dsm::math::tanh(1e-30f) == 1e-30f);
+  CHECK(dsm::math::tanh(20.f) == 1.f);
+  dsm::Tensor<float> t = dsm::tanh(dsm::Tensor<float>::from({-3.f, 0.5f}));
+  CHECK(t(0) == doctest::Approx(std::tanh(-3.0)).epsilon(2e-7));
+  CHECK(t(1) == doctest::Approx(std::tanh(0.5)).epsilon(2e-7));
+}
+
 TEST_CASE("float sigmoid, silu and softmax through the fast exp stay within float rounding of double") {
   auto x = dsm::Tensor<float>::linspace(-20.0, 20.0, 4001);
   dsm::Tensor<float> s = dsm::sigmoid(x), si = dsm::silu(x);

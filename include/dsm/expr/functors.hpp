@@ -35,7 +35,7 @@ DSM_UNARY(Abs, "abs", std::abs(x), x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)))
 DSM_UNARY(Sign, "sign", x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)), T(0))
 DSM_UNARY(Square, "square", x * x, T(2) * x)
 DSM_UNARY(Reciprocal, "reciprocal", T(1) / x, -y * y)
-DSM_UNARY(Tanh, "tanh", std::tanh(x), T(1) - y * y)
+DSM_UNARY(Tanh, "tanh", math::tanh(x), T(1) - y * y)
 DSM_UNARY(Sigmoid, "sigmoid", math::sigmoid(x), y * (T(1) - y))
 DSM_UNARY(Relu, "relu", x > T(0) ? x : T(0), x > T(0) ? T(1) : T(0))
 DSM_UNARY(Silu, "silu", x * math::sigmoid(x), math::sigmoid(x) * (T(1) + x * (T(1) - math::sigmoid(x))))
@@ -50,10 +50,10 @@ struct GeluTanh {
   template <class T>
   DSM_HOST_DEVICE static T inner(T x) { return T(0.79788456080286535588) * (x + T(0.044715) * x * x * x); }
   template <class T>
-  DSM_HOST_DEVICE T operator()(T x) const { return T(0.5) * x * (T(1) + std::tanh(inner(x))); }
+  DSM_HOST_DEVICE T operator()(T x) const { return T(0.5) * x * (T(1) + math::tanh(inner(x))); }
   template <class T>
   DSM_HOST_DEVICE T d(T x, T) const {
-    const T t = std::tanh(inner(x));
+    const T t = math::tanh(inner(x));
     return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(0.79788456080286535588) * (T(1) + T(3 * 0.044715) * x * x);
   }
 };
