@@ -43,6 +43,10 @@ TEST_CASE("int32 indices, strided inputs and in-place forms") {
   auto rows = TF::zeros({3, 2});
   dsm::index_add_(rows, 0, TI::from({1, 1}), TF::ones({2, 2}));
   CHECK(rows.to_vector() == std::vector<float>{0, 0, 2, 2, 0, 0});
+  // Along dim 1 (the slice-by-slice path) with a repeated index, against a plain loop.
+  auto cols = TF::zeros({2, 3});
+  dsm::index_add_(cols, 1, TI::from({2, 0, 2}), TF::arange(1.f, 7.f).reshape({2, 3}), 2.0);
+  CHECK(cols.to_vector() == std::vector<float>{4, 0, 8, 10, 0, 20});
   auto sel = dsm::index_select(x.t(), 0, TI::from({1}));  // non-contiguous path
   CHECK(sel.to_vector() == std::vector<float>{1, 5, 9});
 }

@@ -163,6 +163,23 @@ Tensor<T, B>& index_add_(Tensor<T, B>& self, std::int64_t dim0, const Tensor<I, 
   if (!(src.shape() == want)) fail<shape_error>("index_add", "source ", src.shape(), " must have shape ", want, " for input ", self.shape(), " and ", index.numel(), " indices");
   detail::check_indices("index_add", index, self.rank() ? self.size(dim) : 1, dim);
   const Tensor<I, B> idx = index.contiguous().reshape({-1});
+  if (dim == 0 && self.rank() > 0 && self.is_contiguous() && src.is_contiguous()) {
+    // Rows of contiguous memory (the embedding-gradient case): threads split the columns and
+    // each adds the source rows in index order, so there is no race and the sum is deterministic.
+    const std::int64_t row = self.size(0) ? self.numel() / self.size(0) : 0, n = idx.numel();
+    const I* ip = idx.data();
+    const T* sp = src.data();
+    T* dp = self.data();
+    const auto a = static_cast<compute_t<T>>(alpha);
+    B::parallel_for(row, std::max<std::int64_t>(64, 16384 / std::max<std::int64_t>(n, 1)), [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        T* d = dp + static_cast<std::int64_t>(ip[i]) * row;
+        const T* q = sp + i * row;
+        for (std::int64_t j = b; j < e; ++j) d[j] = convert<T>(static_cast<compute_t<T>>(d[j]) + a * static_cast<compute_t<T>>(q[j]));
+      }
+    });
+    return self;
+  }
   for (std::int64_t i = 0; i < idx.numel(); ++i) {
     Tensor<T, B> dst = self.rank() ? self.select(dim, static_cast<std::int64_t>(idx.data()[i])) : self;
     const Tensor<T, B> s = self.rank() ? src.select(dim, i) : src;
