@@ -23,3 +23,4 @@
 #include "ops/sort.hpp"
 #include "ops/index.hpp"
 #include "ops/join.hpp"
+#include "autograd/autograd.hpp"

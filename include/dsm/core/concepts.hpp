@@ -47,4 +47,16 @@ concept Expression = requires(const std::remove_cvref_t<E>& e) {
   e.shape();
 };
 
+namespace detail {
+/// True for expressions with an autograd variable among their leaves (specialized by the expr
+/// and autograd layers); such expressions record a graph node when evaluated into a Var.
+template <class E>
+struct has_variable : std::false_type {};
+}  // namespace detail
+
+/// An expression over plain tensors only: tensor functions take these, and their autograd
+/// overloads (dsm/autograd) take the expressions that contain a Var.
+template <class E>
+concept TensorExpression = Expression<E> && !detail::has_variable<std::remove_cvref_t<E>>::value;
+
 }  // namespace dsm

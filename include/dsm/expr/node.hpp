@@ -237,4 +237,16 @@ struct [[nodiscard]] TernaryNode {
   }
 };
 
+namespace detail {
+template <class F, class A>
+struct has_variable<UnaryNode<F, A>> : has_variable<std::remove_cvref_t<A>> {};
+template <class F, class A, class B>
+struct has_variable<BinaryNode<F, A, B>>
+    : std::bool_constant<has_variable<std::remove_cvref_t<A>>::value || has_variable<std::remove_cvref_t<B>>::value> {};
+template <class F, class A, class B, class C>
+struct has_variable<TernaryNode<F, A, B, C>>
+    : std::bool_constant<has_variable<std::remove_cvref_t<A>>::value || has_variable<std::remove_cvref_t<B>>::value ||
+                         has_variable<std::remove_cvref_t<C>>::value> {};
+}  // namespace detail
+
 }  // namespace dsm

@@ -139,14 +139,14 @@ decltype(auto) materialize(const E& e) {
 }  // namespace detail
 
 #define DSM_REDUCTION(NAME, OUT, MAKE_REDUCER, REQUIRES)                                                  \
-  template <Expression E>                                                                                 \
+  template <TensorExpression E>                                                                                 \
     requires REQUIRES                                                                                     \
   auto NAME(const E& e, const Shape& dims = {}, bool keepdim = false) {                                    \
     const auto& x = detail::materialize(e);                                                               \
     using T = typename std::remove_cvref_t<decltype(x)>::value_type;                                      \
     return detail::reduce<decltype(MAKE_REDUCER), OUT>(#NAME, MAKE_REDUCER, x, dims, keepdim);            \
   }                                                                                                       \
-  template <Expression E>                                                                                 \
+  template <TensorExpression E>                                                                                 \
     requires REQUIRES                                                                                     \
   auto NAME(const E& e, std::int64_t dim, bool keepdim = false) { return NAME(e, Shape{dim}, keepdim); }
 
@@ -176,23 +176,23 @@ auto variance(const char* op, const E& e, const Shape& dims, bool keepdim, doubl
 }  // namespace detail
 
 /// Variance over `dims` with Bessel's correction by default (correction = 1), as torch.var.
-template <Expression E>
+template <TensorExpression E>
   requires FloatingScalar<typename E::value_type>
 auto var(const E& e, const Shape& dims = {}, bool keepdim = false, double correction = 1) {
   return detail::variance("var", e, dims, keepdim, correction, false);
 }
-template <Expression E>
+template <TensorExpression E>
   requires FloatingScalar<typename E::value_type>
 auto var(const E& e, std::int64_t dim, bool keepdim = false, double correction = 1) {
   return detail::variance("var", e, Shape{dim}, keepdim, correction, false);
 }
 /// Standard deviation: sqrt(var(...)).
-template <Expression E>
+template <TensorExpression E>
   requires FloatingScalar<typename E::value_type>
 auto std_dev(const E& e, const Shape& dims = {}, bool keepdim = false, double correction = 1) {
   return detail::variance("std_dev", e, dims, keepdim, correction, true);
 }
-template <Expression E>
+template <TensorExpression E>
   requires FloatingScalar<typename E::value_type>
 auto std_dev(const E& e, std::int64_t dim, bool keepdim = false, double correction = 1) {
   return detail::variance("std_dev", e, Shape{dim}, keepdim, correction, true);

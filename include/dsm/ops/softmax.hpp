@@ -50,13 +50,13 @@ Tensor<T, B> softmax_impl(const char* op, const Tensor<T, B>& x, std::int64_t di
 }  // namespace detail
 
 /// exp(x) / sum(exp(x)) along `dim`.
-template <Expression E>
+template <TensorExpression E>
   requires FloatingScalar<typename E::value_type>
 auto softmax(const E& e, std::int64_t dim = -1) {
   return detail::softmax_impl<false>("softmax", detail::materialize(e), dim);
 }
 /// x - logsumexp(x) along `dim`.
-template <Expression E>
+template <TensorExpression E>
   requires FloatingScalar<typename E::value_type>
 auto log_softmax(const E& e, std::int64_t dim = -1) {
   return detail::softmax_impl<true>("log_softmax", detail::materialize(e), dim);
