@@ -41,4 +41,21 @@ void W2_fwd_inplace_libtorch(benchmark::State& state) {
 }
 BENCHMARK(W2_fwd_inplace_libtorch)->Name("W2/fwd_inplace/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// Forward+backward as a PyTorch user writes it: leaves with requires_grad, gradients set to None
+// between steps (the default of zero_grad), y.backward(g).
+void W2_fwd_bwd_libtorch(benchmark::State& state) {
+  set_torch_threads(static_cast<int>(state.range(0)));
+  torch::manual_seed(2);
+  auto a = torch::randn({n}).requires_grad_(), b = torch::randn({n}).requires_grad_(), c = torch::randn({n}).requires_grad_();
+  const auto g = torch::ones({n});
+  for (auto _ : state) {
+    for (auto* t : {&a, &b, &c}) t->mutable_grad() = torch::Tensor();
+    auto y = torch::relu(a * b + c);
+    y.backward(g);
+    benchmark::DoNotOptimize(c.grad().data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * 4 * n * static_cast<std::int64_t>(sizeof(float)));
+}
+BENCHMARK(W2_fwd_bwd_libtorch)->Name("W2/fwd_bwd/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+
 }  // namespace

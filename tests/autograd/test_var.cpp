@@ -53,3 +53,83 @@ TEST_CASE("Var: a chain of 100000 nodes runs forward, backward and destruction w
   // d/dx0 of x_n = m^n with m the float nearest 1.0001
   CHECK(x0.grad()(0) == doctest::Approx(std::pow(static_cast<double>(1.0001f), 100000)).epsilon(1e-3));
 }
+
+TEST_CASE("Var: no_grad records nothing, detach cuts the graph, enable_grad nests") {
+  Var<float> x(Tensor<float>::from({1.f, 2.f}), true);
+  {
+    dsm::no_grad guard;
+    Var<float> y = x * 2.f;
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.is_leaf());
+    {
+      dsm::enable_grad again;
+      Var<float> z = x * 3.f;
+      CHECK(z.requires_grad());
+    }
+    CHECK_FALSE(dsm::is_grad_enabled());
+  }
+  CHECK(dsm::is_grad_enabled());
+  Var<float> d = x.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.value().data() == x.value().data());  // shares the value
+  Var<float> y = d * x;
+  dsm::sum(y).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{1.f, 2.f});  // d is a constant
+}
+
+TEST_CASE("Var: explicit upstream gradient, retain_grad, accumulation across backward calls, zero_grad") {
+  Var<double> x(Tensor<double>::from({1.0, 2.0, 3.0}), true);
+  Var<double> h = x * x;
+  h.retain_grad();
+  Var<double> y = h * 2.0;
+  y.backward(Tensor<double>::from({1.0, 10.0, 100.0}));
+  CHECK(h.grad().to_vector() == std::vector<double>{2.0, 20.0, 200.0});
+  CHECK(x.grad().to_vector() == std::vector<double>{4.0, 80.0, 1200.0});
+  Var<double> z = x * 1.0;
+  dsm::sum(z).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{5.0, 81.0, 1201.0});  // accumulates
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("Var: gradients of two leaves from one node do not share storage") {
+  Var<float> a(Tensor<float>::from({1.f, 2.f}), true);
+  Var<float> b(Tensor<float>::from({3.f, 4.f}), true);
+  Var<float> s = a + b;
+  dsm::sum(s).backward();
+  CHECK(a.grad().storage() != b.grad().storage());
+  Tensor<float> ga = a.grad();
+  ga *= 3.f;  // an in-place update of one gradient (as clipping does) leaves the other alone
+  CHECK(b.grad().to_vector() == std::vector<float>{1.f, 1.f});
+}
+
+TEST_CASE("Var: error paths") {
+  Var<float> x(Tensor<float>::from({1.f, 2.f}), true);
+  Var<float> c(Tensor<float>::from({1.f, 2.f}));
+  Var<float> y = x * 2.f;
+  CHECK_THROWS_WITH_AS(y.backward(), "backward: a gradient can be created implicitly only for a single-element output; got shape [2] (pass the upstream gradient explicitly)", dsm::shape_error);
+  CHECK_THROWS_WITH_AS(y.backward(Tensor<float>::ones({3})), "backward: upstream gradient of shape [3] for an output of shape [2]", dsm::shape_error);
+  Var<float> k = c * 2.f;
+  CHECK_THROWS_WITH_AS(dsm::sum(k).backward(), "backward: this Var does not require a gradient: no input of its computation requires one", dsm::error);
+  CHECK_THROWS_WITH_AS(y.requires_grad_(false), "requires_grad_: only leaves can change requires_grad; use detach() for a non-leaf", dsm::error);
+  CHECK_THROWS_WITH_AS(Var<float>().value(), "Var: the Var is undefined (default-constructed or moved from)", dsm::error);
+  CHECK_THROWS_WITH_AS(x.set_grad(Tensor<float>::ones({3})), "set_grad: gradient of shape [3] for a value of shape [2]", dsm::shape_error);
+  Var<float> m(Tensor<float>::ones({2, 3}), true);
+  CHECK_THROWS_AS(dsm::matmul(m, m), dsm::shape_error);
+  CHECK_THROWS_AS(m.reshape({4}), dsm::shape_error);
+}
+
+TEST_CASE("Var: a backward pass frees each node's saved tensors as it goes") {
+  using dsm::cpu;
+  Var<float> x(Tensor<float>::randn({1 << 16}), true);
+  std::size_t after_forward = 0;
+  {
+    Var<float> h = x;
+    for (int i = 0; i < 8; ++i) h = dsm::softmax(h * 1.5f, 0);  // each softmax saves its output
+    auto loss = dsm::sum(h);
+    after_forward = cpu::memory_stats().current_bytes;
+    loss.backward();
+    // The graph is still referenced by loss and h, but its saved tensors are gone.
+    CHECK(cpu::memory_stats().current_bytes < after_forward);
+  }
+}
