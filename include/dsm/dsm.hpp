@@ -24,3 +24,4 @@
 #include "ops/index.hpp"
 #include "ops/join.hpp"
 #include "autograd/autograd.hpp"
+#include "nn/nn.hpp"
