@@ -443,7 +443,7 @@ class Tensor {
   }
   /// Copies (and converts) `src`, broadcast to this shape, into this tensor's elements.
   template <Scalar U>
-  Tensor& copy_(const Tensor<U, B>& src) {
+  const Tensor& copy_(const Tensor<U, B>& src) const {
     if (!broadcasts_to(src.shape(), shape_)) fail<shape_error>("copy_", "source of shape ", src.shape(), " cannot be broadcast to ", shape_);
     if (numel() == 0) return *this;
     // Copying a tensor into an overlapping view of itself would read values already overwritten.
@@ -465,7 +465,7 @@ class Tensor {
     return *this;
   }
   /// Sets every element to `value`.
-  Tensor& fill_(T value) {
+  const Tensor& fill_(T value) const {
     if (numel() == 0) return *this;
     const auto plan = detail::make_loop_plan<1>(shape_, {strides_});
     T* dst = data();

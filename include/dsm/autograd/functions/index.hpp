@@ -51,7 +51,7 @@ Var<T, B> index_add(const Var<T, B>& x, std::int64_t dim, const Tensor<I, B>& in
                                  autograd::accumulate_input(in[0], g);
                                  if (in[1]) {
                                    Tensor<T, B> gs = index_select(g, dim, index);
-                                   if (alpha != 1.0) gs *= static_cast<float>(alpha);
+                                   if (alpha != 1.0) gs *= alpha;
                                    autograd::accumulate_input(in[1], std::move(gs));
                                  }
                                });

@@ -47,7 +47,7 @@ Var<T, B> mean(const Var<T, B>& x, const Shape& dims = {}, bool keepdim = false)
   return autograd::detail::reduction("mean", x, mean(x.value(), dims, keepdim), dims, false,
                                      [from = x.shape()](const Tensor<T, B>& gk, const Tensor<T, B>&, const Tensor<T, B>&, std::int64_t n) {
                                        Tensor<T, B> gx(from);
-                                       gx = gk * static_cast<float>(1.0 / static_cast<double>(n));
+                                       gx = gk * (1.0 / static_cast<double>(n));
                                        return gx;
                                      });
 }
@@ -94,10 +94,10 @@ Var<T, B> variance(const char* op, const Var<T, B>& x, const Shape& dims, bool k
   return reduction(op, x, std::move(y), dims, true,
                    [dims, correction, take_sqrt](const Tensor<T, B>& gk, const Tensor<T, B>& xs, const Tensor<T, B>& yk, std::int64_t n) {
                      const Tensor<T, B> mu = mean(xs, dims, true);
-                     const float scale = static_cast<float>(1.0 / (static_cast<double>(n) - correction));
+                     const double scale = 1.0 / (static_cast<double>(n) - correction);
                      Tensor<T, B> gx(xs.shape());
                      if (take_sqrt) gx = gk * (xs - mu) * scale / yk;  // d sqrt(v) = dv / (2 sqrt(v))
-                     else gx = gk * (xs - mu) * (2.f * scale);
+                     else gx = gk * (xs - mu) * (2.0 * scale);
                      return gx;
                    });
 }

@@ -129,10 +129,10 @@ Var<T, B> distillation_kl(const Var<T, B>& student_logits, const Var<T, B>& teac
   if (!(student_logits.shape() == teacher_logits.shape()) || student_logits.rank() != 2)
     fail<shape_error>("distillation_kl", "student ", student_logits.shape(), " and teacher ", teacher_logits.shape(), " must be the same [batch, classes]");
   if (!(temperature > 0)) fail<config_error>("distillation_kl", "temperature must be positive, got ", temperature);
-  const float inv_t = static_cast<float>(1.0 / temperature);
+  const double inv_t = 1.0 / temperature;
   const Var<T, B> log_s = log_softmax(Var<T, B>(student_logits * inv_t), 1);
   const Var<T, B> log_t = log_softmax(Var<T, B>(teacher_logits * inv_t), 1);
-  const float scale = static_cast<float>(temperature * temperature / static_cast<double>(student_logits.size(0)));
+  const double scale = temperature * temperature / static_cast<double>(student_logits.size(0));
   return sum(exp(log_t) * (log_t - log_s) * scale);
 }
 

@@ -41,7 +41,7 @@ Var<T, B> layer_norm(const Var<T, B>& x, const Var<T, B>& weight, const Var<T, B
   detail::check_norm_args("layer_norm", x, weight, bias);
   const Tensor<T, B>& xv = x.value();
   const Tensor<T, B> mu = mean(xv, -1, true);                                            // [..., 1]
-  const Tensor<T, B> rstd = rsqrt(mean(square(xv - mu), -1, true) + static_cast<float>(eps));  // [..., 1]
+  const Tensor<T, B> rstd = rsqrt(mean(square(xv - mu), -1, true) + eps);  // [..., 1]
   Tensor<T, B> y(xv.shape());
   if (weight.defined() && bias.defined()) y = (xv - mu) * rstd * weight.value() + bias.value();
   else if (weight.defined()) y = (xv - mu) * rstd * weight.value();
@@ -65,7 +65,7 @@ template <class T, class B>
 Var<T, B> rms_norm(const Var<T, B>& x, const Var<T, B>& weight, double eps = 1e-6) {
   detail::check_norm_args("rms_norm", x, weight, Var<T, B>());
   const Tensor<T, B>& xv = x.value();
-  const Tensor<T, B> rrms = rsqrt(mean(square(xv), -1, true) + static_cast<float>(eps));  // [..., 1]
+  const Tensor<T, B> rrms = rsqrt(mean(square(xv), -1, true) + eps);  // [..., 1]
   Tensor<T, B> y(xv.shape());
   if (weight.defined()) y = xv * rrms * weight.value();
   else y = xv * rrms;

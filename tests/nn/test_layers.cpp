@@ -1,0 +1,158 @@
+// Layers and losses against PyTorch (tests/reference/gen_nn.py) and gradcheck.
+#include <doctest/doctest.h>
+
+#include <dsm/dsm.hpp>
+
+#include "support/fixtures.hpp"
+
+namespace nn = dsm::nn;
+namespace F = dsm::nn::functional;
+using dsm::Tensor;
+using V = dsm::Var<double>;
+using Inputs = std::vector<V>;
+using dsm_test::check_close;
+
+namespace {
+const dsm_test::Fixtures& fx() { return dsm_test::fixture_file("nn.txt"); }
+V leaf(const std::string& name) { return V(fx().get(name), true); }
+V randn(const dsm::Shape& s, std::uint64_t seed) {
+  dsm::Generator gen(seed);
+  return V(Tensor<double>::randn(s, gen), true);
+}
+#define GRADCHECK(F, ...)                                   \
+  do {                                                      \
+    const auto r = dsm::gradcheck(F, Inputs{__VA_ARGS__}); \
+    CHECK_MESSAGE(r.ok, r.message);                         \
+  } while (0)
+}  // namespace
+
+TEST_CASE("Linear equals torch's F.linear, values and gradients") {
+  nn::Linear<{.in_features = 4, .out_features = 5}, double> lin;
+  lin.weight.value().copy_(fx().get("linear.w"));
+  lin.bias.value().copy_(fx().get("linear.b"));
+  V x = leaf("linear.x");
+  V y = lin(x);
+  check_close(y.value(), fx().get("linear.y"), 1e-12);
+  y.backward(fx().get("linear.g"));
+  check_close(x.grad(), fx().get("linear.dx"), 1e-12);
+  check_close(lin.weight.grad(), fx().get("linear.dw"), 1e-12);
+  check_close(lin.bias.grad(), fx().get("linear.db"), 1e-12);
+}
+
+TEST_CASE("LayerNorm and RMSNorm equal PyTorch, values and gradients") {
+  nn::LayerNorm<{.dim = 6}, double> ln;
+  ln.weight.value().copy_(fx().get("layer_norm.w"));
+  ln.bias.value().copy_(fx().get("layer_norm.b"));
+  V x = leaf("layer_norm.x");
+  V y = ln(x);
+  check_close(y.value(), fx().get("layer_norm.y"), 1e-10);
+  y.backward(fx().get("layer_norm.g"));
+  check_close(x.grad(), fx().get("layer_norm.dx"), 1e-9, 1e-12);
+  check_close(ln.weight.grad(), fx().get("layer_norm.dw"), 1e-10);
+  check_close(ln.bias.grad(), fx().get("layer_norm.db"), 1e-10);
+
+  nn::RMSNorm<dsm::dynamic, double> rms({.dim = 6});
+  rms.weight.value().copy_(fx().get("layer_norm.w"));
+  V x2 = leaf("layer_norm.x");
+  V y2 = rms(x2);
+  check_close(y2.value(), fx().get("rms_norm.y"), 1e-10);
+  y2.backward(fx().get("layer_norm.g"));
+  check_close(x2.grad(), fx().get("rms_norm.dx"), 1e-9, 1e-12);
+  check_close(rms.weight.grad(), fx().get("rms_norm.dw"), 1e-10);
+}
+
+TEST_CASE("SwiGLU MLP equals PyTorch") {
+  nn::MLP<{.in_features = 4, .hidden = 6, .out_features = 4, .activation = nn::Activation::swiglu, .bias = false}, double> mlp;
+  mlp.fc1.weight.value().copy_(fx().get("mlp.w1"));
+  mlp.fc2.weight.value().copy_(fx().get("mlp.w2"));
+  V x = leaf("mlp.x");
+  V y = mlp(x);
+  check_close(y.value(), fx().get("mlp.y"), 1e-12);
+  y.backward(fx().get("mlp.g"));
+  check_close(x.grad(), fx().get("mlp.dx"), 1e-11);
+  check_close(mlp.fc1.weight.grad(), fx().get("mlp.dw1"), 1e-11);
+  check_close(mlp.fc2.weight.grad(), fx().get("mlp.dw2"), 1e-11);
+}
+
+TEST_CASE("gradcheck: layers and functional forms") {
+  GRADCHECK([](const Inputs& in) { return F::layer_norm(in[0], in[1], in[2]); }, randn({3, 5}, 1), randn({5}, 2), randn({5}, 3));
+  GRADCHECK([](const Inputs& in) { return F::layer_norm(in[0], V(), V(), 1e-3); }, randn({4}, 1));
+  GRADCHECK([](const Inputs& in) { return F::rms_norm(in[0], in[1]); }, randn({2, 2, 5}, 4), randn({5}, 5));
+  GRADCHECK([](const Inputs& in) { return F::swiglu(in[0]); }, randn({3, 8}, 6));
+  GRADCHECK([](const Inputs& in) {
+    dsm::Generator gen(9);  // the same mask at every evaluation
+    return F::dropout(in[0], 0.3, true, gen);
+  }, randn({4, 5}, 7));
+  nn::Embedding<{.num_embeddings = 6, .dim = 3}, double> emb;
+  const auto ids = Tensor<std::int64_t>::from({{5, 0}, {5, 2}});
+  GRADCHECK([&](const Inputs& in) { return dsm::embedding(in[0], ids); }, emb.weight);
+  nn::MLP<{.in_features = 3, .hidden = 4, .out_features = 2, .activation = nn::Activation::gelu}, double> mlp;
+  GRADCHECK([&](const Inputs& in) { return mlp(in[0]); }, randn({2, 3}, 8), mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight);
+}
+
+TEST_CASE("losses equal PyTorch's, values and gradients") {
+  const auto target = fx().get<std::int64_t>("ce.target");
+  for (const auto& [name, opt] : std::vector<std::pair<std::string, F::CrossEntropyOptions>>{
+           {"mean", {}}, {"sum", {.reduction = nn::Reduction::sum}}, {"smooth", {.label_smoothing = 0.1}}}) {
+    CAPTURE(name);
+    V logits = leaf("ce.logits");
+    V loss = F::cross_entropy(logits, target, opt);
+    check_close(loss.value(), fx().get("ce." + name + ".loss"), 1e-12);
+    loss.backward();
+    check_close(logits.grad(), fx().get("ce." + name + ".dlogits"), 1e-11, 1e-14);
+  }
+  V logits = leaf("ce.logits");
+  V none = F::cross_entropy(logits, target, {.label_smoothing = 0.2, .reduction = nn::Reduction::none});
+  check_close(none.value(), fx().get("ce.none.loss"), 1e-12);
+  none.backward(fx().get("ce.none.g"));
+  check_close(logits.grad(), fx().get("ce.none.dlogits"), 1e-11, 1e-14);
+
+  V logits2 = leaf("ce.logits");
+  V nll = F::nll_loss(dsm::log_softmax(logits2, 1), target);
+  check_close(nll.value(), fx().get("nll.loss"), 1e-12);
+  nll.backward();
+  check_close(logits2.grad(), fx().get("nll.dlogits"), 1e-11, 1e-14);
+
+  V x = leaf("bce.x");
+  const V t(fx().get("bce.t"));
+  V bce = F::binary_cross_entropy_with_logits(x, t);
+  check_close(bce.value(), fx().get("bce.loss"), 1e-12);
+  bce.backward();
+  check_close(x.grad(), fx().get("bce.dx"), 1e-11);
+  V x2 = leaf("bce.x");
+  V mse = F::mse_loss(x2, t, nn::Reduction::sum);
+  check_close(mse.value(), fx().get("mse.loss"), 1e-12);
+  mse.backward();
+  check_close(x2.grad(), fx().get("mse.dx"), 1e-11);
+
+  V s = leaf("kd.s"), te = leaf("kd.t");
+  V kd = F::distillation_kl(s, te, 2.0);
+  check_close(kd.value(), fx().get("kd.loss"), 1e-11);
+  kd.backward();
+  check_close(s.grad(), fx().get("kd.ds"), 1e-10, 1e-13);
+  check_close(te.grad(), fx().get("kd.dt"), 1e-10, 1e-13);
+}
+
+TEST_CASE("gradcheck: losses") {
+  const auto target = Tensor<std::int64_t>::from({2, -100, 0, 3});
+  GRADCHECK([&](const Inputs& in) { return F::cross_entropy(in[0], target, {.label_smoothing = 0.3}); }, randn({4, 4}, 1));
+  GRADCHECK([&](const Inputs& in) { return F::cross_entropy(in[0], target, {.reduction = nn::Reduction::none}); }, randn({4, 4}, 2));
+  GRADCHECK([&](const Inputs& in) { return F::binary_cross_entropy_with_logits(in[0], in[1], nn::Reduction::none); }, randn({5}, 3), randn({5}, 4));
+  GRADCHECK([&](const Inputs& in) { return F::distillation_kl(in[0], in[1], 3.0); }, randn({2, 5}, 5), randn({2, 5}, 6));
+  GRADCHECK([&](const Inputs& in) { return F::mse_loss(in[0], in[1]); }, randn({2, 5}, 5), randn({2, 5}, 6));
+}
+
+TEST_CASE("losses: error paths") {
+  V logits = randn({3, 4}, 1);
+  CHECK_THROWS_WITH_AS(F::cross_entropy(logits, Tensor<std::int64_t>::from({0, 4, 1})),
+                       "cross_entropy: target 4 at position 1 is out of range for 4 classes", dsm::index_error);
+  CHECK_THROWS_WITH_AS(F::cross_entropy(logits, Tensor<std::int64_t>::from({0, 1})),
+                       "cross_entropy: target of shape [2] for input of shape [3, 4]", dsm::shape_error);
+  CHECK_THROWS_AS(F::cross_entropy(logits, Tensor<std::int64_t>::from({0, 1, 2}), {.label_smoothing = 1.5}), dsm::config_error);
+  CHECK_THROWS_AS(F::mse_loss(logits, randn({4, 3}, 2)), dsm::shape_error);
+  CHECK_THROWS_WITH_AS(F::layer_norm(logits, randn({3}, 3), V()), "layer_norm: weight of shape [3] for normalized size 4", dsm::shape_error);
+  CHECK_THROWS_AS(F::distillation_kl(logits, logits, 0.0), dsm::config_error);
+  // All targets ignored: the mean is NaN, as in PyTorch.
+  V all_ignored = F::cross_entropy(logits, Tensor<std::int64_t>::from({-100, -100, -100}));
+  CHECK(std::isnan(all_ignored.item()));
+}
