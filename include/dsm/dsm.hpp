@@ -25,3 +25,4 @@
 #include "ops/join.hpp"
 #include "autograd/autograd.hpp"
 #include "nn/nn.hpp"
+#include "optim/optim.hpp"

@@ -1,0 +1,80 @@
+// dsm/optim/adam.hpp: Adam and AdamW with torch.optim's exact update.
+//   Adam:   g += wd * p                    (L2 penalty in the gradient)
+//   AdamW:  p *= 1 - lr * wd               (decoupled weight decay)
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  (amsgrad: v_max = max(v_max, v), used below)
+//   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+//
+//   dsm::optim::AdamW opt(model.named_parameters(), {.lr = 3e-4, .weight_decay = 0.1});
+#pragma once
+
+#include <cmath>
+
+#include "optimizer.hpp"
+
+namespace dsm::optim {
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  bool amsgrad = false;
+};
+
+template <bool Decoupled, FloatingScalar T = float, class B = cpu>
+class AdamBase : public Optimizer<T, B> {
+  using Base = Optimizer<T, B>;
+
+ public:
+  AdamBase(typename Base::NamedParams params, AdamOptions o) : Base(std::move(params), o.lr), o_(o) {
+    if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+      fail<config_error>(name(), "betas must be in [0, 1), got ", o.beta1, " and ", o.beta2);
+    if (!(o.eps >= 0 && o.weight_decay >= 0)) fail<config_error>(name(), "eps and weight_decay must be non-negative, got ", o.eps, " and ", o.weight_decay);
+  }
+  AdamBase(const std::vector<typename Base::Param>& params, AdamOptions o) : AdamBase(Base::number(params), o) {}
+
+  static constexpr const char* name() { return Decoupled ? "AdamW" : "Adam"; }
+
+  void step() override {
+    no_grad guard;
+    const std::int64_t t = ++this->step_;
+    const double lr = this->lr_, b1 = o_.beta1, b2 = o_.beta2, wd = o_.weight_decay;
+    const double bias1 = 1 - std::pow(b1, static_cast<double>(t));
+    const double bias2_sqrt = std::sqrt(1 - std::pow(b2, static_cast<double>(t)));
+    const double step_size = lr / bias1;
+    for (auto& [pname, p] : this->params_) {
+      const Tensor<T, B>& g = p.grad();
+      if (!g.defined()) continue;
+      Tensor<T, B> value = p.value();
+      Tensor<T, B>& m = this->state(pname, "exp_avg", p.shape());
+      Tensor<T, B>& v = this->state(pname, "exp_avg_sq", p.shape());
+      if constexpr (Decoupled) {
+        if (wd != 0) value *= 1 - lr * wd;
+        m = b1 * m + (1 - b1) * g;
+        v = b2 * v + (1 - b2) * g * g;
+      } else {
+        m = b1 * m + (1 - b1) * (g + wd * value);
+        v = b2 * v + (1 - b2) * square(g + wd * value);
+      }
+      if (o_.amsgrad) {
+        Tensor<T, B>& vmax = this->state(pname, "max_exp_avg_sq", p.shape());
+        vmax = maximum(vmax, v);
+        value -= step_size * m / (sqrt(vmax) / bias2_sqrt + o_.eps);
+      } else {
+        value -= step_size * m / (sqrt(v) / bias2_sqrt + o_.eps);
+      }
+    }
+  }
+  const AdamOptions& options() const { return o_; }
+
+ private:
+  AdamOptions o_;
+};
+
+template <FloatingScalar T = float, class B = cpu>
+using Adam = AdamBase<false, T, B>;
+template <FloatingScalar T = float, class B = cpu>
+using AdamW = AdamBase<true, T, B>;
+
+}  // namespace dsm::optim
