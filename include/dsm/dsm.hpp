@@ -26,3 +26,4 @@
 #include "autograd/autograd.hpp"
 #include "nn/nn.hpp"
 #include "optim/optim.hpp"
+#include "io/io.hpp"
