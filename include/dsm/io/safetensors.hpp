@@ -284,16 +284,32 @@ inline void save_safetensors(const std::string& path, const nn::StateDict& tenso
   if (!metadata.empty()) {
     header += "\"__metadata__\":{";
     bool first = true;
-    for (const auto& [k, v] : metadata) header += (first ? "" : ",") + json::quote(k) + ":" + json::quote(v), first = false;
+    for (const auto& [k, v] : metadata) {  // appended piece by piece (GCC 12 misreports "x" + string&&)
+      if (!first) header += ',';
+      header += json::quote(k);
+      header += ':';
+      header += json::quote(v);
+      first = false;
+    }
     header += "}";
   }
   std::uint64_t offset = 0;
   for (std::size_t i = 0; i < items.size(); ++i) {
     const auto& [name, t] = items[i];
     if (header.size() > 1) header += ",";
-    header += json::quote(name) + ":{\"dtype\":\"" + detail::dtype_info(t.dtype()).name + "\",\"shape\":[";
-    for (int d = 0; d < t.shape().rank(); ++d) header += (d ? "," : "") + std::to_string(t.shape()[d]);
-    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.nbytes()) + "]}";
+    header += json::quote(name);
+    header += ":{\"dtype\":\"";
+    header += detail::dtype_info(t.dtype()).name;
+    header += "\",\"shape\":[";
+    for (int d = 0; d < t.shape().rank(); ++d) {
+      if (d) header += ',';
+      header += std::to_string(t.shape()[d]);
+    }
+    header += "],\"data_offsets\":[";
+    header += std::to_string(offset);
+    header += ',';
+    header += std::to_string(offset + t.nbytes());
+    header += "]}";
     offset += t.nbytes();
   }
   header += "}";

@@ -42,7 +42,12 @@ inline std::vector<std::string> save_sharded(const std::string& dir, const nn::S
     std::snprintf(file, sizeof file, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
     save_safetensors((std::filesystem::path(dir) / file).string(), shards[i], metadata);
     files.emplace_back(file);
-    for (const auto& [name, t] : shards[i]) weight_map += (weight_map.empty() ? "" : ",") + json::quote(name) + ":" + json::quote(file);
+    for (const auto& [name, t] : shards[i]) {
+      if (!weight_map.empty()) weight_map += ',';
+      weight_map += json::quote(name);
+      weight_map += ':';
+      weight_map += json::quote(file);
+    }
   }
   std::ofstream index(std::filesystem::path(dir) / index_file_name, std::ios::trunc);
   index << "{\"metadata\":{\"total_size\":" << total << "},\"weight_map\":{" << weight_map << "}}\n";

@@ -12,9 +12,10 @@
 
 namespace dsm::nn {
 
-struct EmbeddingConfig : ModuleConfig {
+struct EmbeddingConfig {
   std::int64_t num_embeddings = 0;
   std::int64_t dim = 0;
+  bool dynamic_form = false;  // set by dsm::dynamic only
 };
 
 struct EmbeddingOptions {

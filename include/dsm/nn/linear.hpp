@@ -14,10 +14,11 @@
 
 namespace dsm::nn {
 
-struct LinearConfig : ModuleConfig {
+struct LinearConfig {
   std::int64_t in_features = 0;
   std::int64_t out_features = 0;
   bool bias = true;
+  bool dynamic_form = false;  // set by dsm::dynamic only
 };
 
 struct LinearOptions {

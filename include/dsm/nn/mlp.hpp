@@ -10,12 +10,13 @@
 
 namespace dsm::nn {
 
-struct MLPConfig : ModuleConfig {
+struct MLPConfig {
   std::int64_t in_features = 0;
   std::int64_t hidden = 0;
   std::int64_t out_features = 0;
   Activation activation = Activation::gelu;
   bool bias = true;
+  bool dynamic_form = false;  // set by dsm::dynamic only
 };
 
 namespace detail {

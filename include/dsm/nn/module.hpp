@@ -28,17 +28,13 @@
 
 namespace dsm {
 
-/// The common base of module configurations. `dynamic_form` is set only by dsm::dynamic.
-struct ModuleConfig {
-  bool dynamic_form = false;
-};
-
 /// Makes a module take its configuration at run time, in its constructor:
 ///   nn::Linear<{.in_features = 4, .out_features = 2}> a;                 // compile time
 ///   nn::Linear<dsm::dynamic> b({.in_features = 4, .out_features = 2});   // run time, same code
+/// Every configuration struct ends with `bool dynamic_form = false;`, which only this sets.
 struct dynamic_t {
   template <class Config>
-    requires std::is_base_of_v<ModuleConfig, Config>
+    requires requires(Config c) { c.dynamic_form = true; }
   constexpr operator Config() const {  // NOLINT: converts to any configuration type
     Config c{};
     c.dynamic_form = true;

@@ -9,9 +9,10 @@
 
 namespace dsm::nn {
 
-struct NormConfig : ModuleConfig {
+struct NormConfig {
   std::int64_t dim = 0;
   bool affine = true;  // learnable weight (and, for LayerNorm, bias)
+  bool dynamic_form = false;  // set by dsm::dynamic only
 };
 
 namespace detail {
