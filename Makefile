@@ -38,6 +38,7 @@ demo: deps
 	cmake --build --preset release -j $(JOBS) --target examples
 	./build/release/examples/tensor_basics
 	./build/release/examples/fused_elementwise
+	./build/release/examples/train_mlp
 
 # The peer in its best configuration: LibTorch with OpenBLAS (Debian's reference BLAS otherwise
 # backs LibTorch's fp32 GEMM at a few GFLOP/s). Installed when root, else the command is printed.
