@@ -3,44 +3,38 @@
 
 #include <dsm/dsm.hpp>
 
+#include "support/gradcheck.hpp"
+
 using dsm::Shape;
 using dsm::Tensor;
 using V = dsm::Var<double>;
 using Inputs = std::vector<V>;
 
 namespace {
-V randn(const Shape& s, std::uint64_t seed, bool requires_grad = true) {
-  dsm::Generator gen(seed);
-  return V(Tensor<double>::randn(s, gen), requires_grad);
-}
+constexpr auto randn = dsm_test::grad_randn;
 /// Values away from 0 (for log, sqrt, division) and from ties (for max, relu kinks).
 V positive(const Shape& s, std::uint64_t seed) {
   dsm::Generator gen(seed);
   return V(Tensor<double>(Tensor<double>::rand(s, gen) + 0.5), true);
 }
-#define GRADCHECK(F, ...)                                   \
-  do {                                                      \
-    const auto r = dsm::gradcheck(F, Inputs{__VA_ARGS__}); \
-    CHECK_MESSAGE(r.ok, r.message);                         \
-  } while (0)
 }  // namespace
 
 TEST_CASE("gradcheck: unary functions in fused nodes") {
   auto x = randn({3, 4}, 1), p = positive({3, 4}, 2);
-  GRADCHECK([](const Inputs& in) { return V(exp(in[0]) + tanh(in[0]) * sigmoid(in[0])); }, x);
-  GRADCHECK([](const Inputs& in) { return V(silu(in[0]) - gelu(in[0]) + gelu_tanh(in[0])); }, x);
-  GRADCHECK([](const Inputs& in) { return V(softplus(in[0]) + leaky_relu(in[0], 0.2) + square(in[0]) - in[0]); }, x);
-  GRADCHECK([](const Inputs& in) { return V(log(in[0]) + sqrt(in[0]) + rsqrt(in[0]) + reciprocal(in[0])); }, p);
-  GRADCHECK([](const Inputs& in) { return V(log1p(in[0]) + expm1(in[0]) + abs(in[0] - 1.0) + clamp(in[0], 0.7, 1.2)); }, p);
-  GRADCHECK([](const Inputs& in) { return V(relu(in[0]) * 3.0); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return V(exp(in[0]) + tanh(in[0]) * sigmoid(in[0])); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return V(silu(in[0]) - gelu(in[0]) + gelu_tanh(in[0])); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return V(softplus(in[0]) + leaky_relu(in[0], 0.2) + square(in[0]) - in[0]); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return V(log(in[0]) + sqrt(in[0]) + rsqrt(in[0]) + reciprocal(in[0])); }, p);
+  DSM_GRADCHECK([](const Inputs& in) { return V(log1p(in[0]) + expm1(in[0]) + abs(in[0] - 1.0) + clamp(in[0], 0.7, 1.2)); }, p);
+  DSM_GRADCHECK([](const Inputs& in) { return V(relu(in[0]) * 3.0); }, x);
 }
 
 TEST_CASE("gradcheck: binary functions, broadcasting and where") {
   auto a = randn({2, 3, 4}, 3), b = randn({3, 1}, 4), p = positive({4}, 5);
-  GRADCHECK([](const Inputs& in) { return V(in[0] * in[1] + in[0] / (in[2] + 1.0) - in[1]); }, a, b, p);
-  GRADCHECK([](const Inputs& in) { return V(pow(in[2], in[0]) + maximum(in[0], in[1]) + minimum(in[1], in[0])); }, a, b, p);
-  GRADCHECK([](const Inputs& in) { return V(where(in[0] > 0.0, in[0] * in[1], in[1] - 2.0)); }, a, b);
-  GRADCHECK([](const Inputs& in) { return V(2.0 / in[0] + 1.0 - in[0]); }, p);
+  DSM_GRADCHECK([](const Inputs& in) { return V(in[0] * in[1] + in[0] / (in[2] + 1.0) - in[1]); }, a, b, p);
+  DSM_GRADCHECK([](const Inputs& in) { return V(pow(in[2], in[0]) + maximum(in[0], in[1]) + minimum(in[1], in[0])); }, a, b, p);
+  DSM_GRADCHECK([](const Inputs& in) { return V(where(in[0] > 0.0, in[0] * in[1], in[1] - 2.0)); }, a, b);
+  DSM_GRADCHECK([](const Inputs& in) { return V(2.0 / in[0] + 1.0 - in[0]); }, p);
 }
 
 TEST_CASE("gradcheck: casts inside a fused node reach leaves of another type") {
@@ -53,31 +47,31 @@ TEST_CASE("gradcheck: casts inside a fused node reach leaves of another type") {
 }
 
 TEST_CASE("gradcheck: matmul, bmm and linear") {
-  GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({3, 4}, 1), randn({4, 5}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({4}, 1), randn({4}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({3, 4}, 1), randn({4}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({4}, 1), randn({2, 4, 3}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({2, 1, 3, 4}, 1), randn({3, 4, 2}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1].t()); }, randn({3, 4}, 1), randn({5, 4}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::bmm(in[0], in[1]); }, randn({2, 3, 4}, 1), randn({2, 4, 5}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::linear(in[0], in[1], in[2]); }, randn({2, 3, 4}, 1), randn({5, 4}, 2), randn({5}, 3));
-  GRADCHECK([](const Inputs& in) { return dsm::linear(in[0], in[1]); }, randn({4}, 1), randn({5, 4}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({3, 4}, 1), randn({4, 5}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({4}, 1), randn({4}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({3, 4}, 1), randn({4}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({4}, 1), randn({2, 4, 3}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1]); }, randn({2, 1, 3, 4}, 1), randn({3, 4, 2}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::matmul(in[0], in[1].t()); }, randn({3, 4}, 1), randn({5, 4}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::bmm(in[0], in[1]); }, randn({2, 3, 4}, 1), randn({2, 4, 5}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::linear(in[0], in[1], in[2]); }, randn({2, 3, 4}, 1), randn({5, 4}, 2), randn({5}, 3));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::linear(in[0], in[1]); }, randn({4}, 1), randn({5, 4}, 2));
 }
 
 TEST_CASE("gradcheck: reductions") {
   auto x = randn({3, 4, 5}, 11);
-  GRADCHECK([](const Inputs& in) { return dsm::sum(in[0]); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::sum(in[0], {0, 2}); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::sum(in[0] * in[0], 1, true); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::mean(in[0], {1}); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::mean(in[0]); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::max(in[0], 2); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::min(in[0], {0, 1}, true); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::max(in[0]); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::logsumexp(in[0], -1); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::var(in[0], Shape{1}); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::var(in[0], Shape{0, 2}, true, 0); }, x);
-  GRADCHECK([](const Inputs& in) { return dsm::std_dev(in[0], Shape{2}); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::sum(in[0]); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::sum(in[0], {0, 2}); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::sum(in[0] * in[0], 1, true); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::mean(in[0], {1}); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::mean(in[0]); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::max(in[0], 2); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::min(in[0], {0, 1}, true); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::max(in[0]); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::logsumexp(in[0], -1); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::var(in[0], Shape{1}); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::var(in[0], Shape{0, 2}, true, 0); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::std_dev(in[0], Shape{2}); }, x);
 }
 
 TEST_CASE("max gives tied maxima equal shares of the gradient") {
@@ -89,33 +83,33 @@ TEST_CASE("max gives tied maxima equal shares of the gradient") {
 TEST_CASE("gradcheck: softmax and log_softmax along every dimension") {
   auto x = randn({3, 4, 2}, 12);
   for (int d = 0; d < 3; ++d) {
-    GRADCHECK([d](const Inputs& in) { return dsm::softmax(in[0], d); }, x);
-    GRADCHECK([d](const Inputs& in) { return dsm::log_softmax(in[0] * 2.0, d); }, x);
+    DSM_GRADCHECK([d](const Inputs& in) { return dsm::softmax(in[0], d); }, x);
+    DSM_GRADCHECK([d](const Inputs& in) { return dsm::log_softmax(in[0] * 2.0, d); }, x);
   }
 }
 
 TEST_CASE("gradcheck: gather, scatter_add, index_select, index_add, embedding, masked_fill") {
   const auto idx = Tensor<std::int64_t>::from({{0, 2, 1}, {2, 2, 0}});
-  GRADCHECK([&](const Inputs& in) { return dsm::gather(in[0], 1, idx); }, randn({2, 3}, 1));
-  GRADCHECK([&](const Inputs& in) { return dsm::scatter_add(in[0], 1, idx, in[1]); }, randn({2, 4}, 1), randn({2, 3}, 2));
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::gather(in[0], 1, idx); }, randn({2, 3}, 1));
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::scatter_add(in[0], 1, idx, in[1]); }, randn({2, 4}, 1), randn({2, 3}, 2));
   const auto rows = Tensor<std::int64_t>::from({3, 0, 3, 1});
-  GRADCHECK([&](const Inputs& in) { return dsm::index_select(in[0], 0, rows); }, randn({4, 3}, 3));
-  GRADCHECK([&](const Inputs& in) { return dsm::index_select(in[0], 1, rows.narrow(0, 1, 3)); }, randn({2, 4}, 3));
-  GRADCHECK([&](const Inputs& in) { return dsm::index_add(in[0], 0, rows, in[1], 0.5); }, randn({4, 3}, 4), randn({4, 3}, 5));
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::index_select(in[0], 0, rows); }, randn({4, 3}, 3));
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::index_select(in[0], 1, rows.narrow(0, 1, 3)); }, randn({2, 4}, 3));
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::index_add(in[0], 0, rows, in[1], 0.5); }, randn({4, 3}, 4), randn({4, 3}, 5));
   const auto ids = Tensor<std::int64_t>::from({{1, 4}, {4, 0}});
-  GRADCHECK([&](const Inputs& in) { return dsm::embedding(in[0], ids); }, randn({5, 3}, 6));
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::embedding(in[0], ids); }, randn({5, 3}, 6));
   const auto mask = Tensor<bool>::from({true, false, true});
-  GRADCHECK([&](const Inputs& in) { return dsm::masked_fill(in[0], mask, -5.0); }, randn({2, 3}, 7));
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::masked_fill(in[0], mask, -5.0); }, randn({2, 3}, 7));
 }
 
 TEST_CASE("gradcheck: cat, stack, split, chunk") {
-  GRADCHECK([](const Inputs& in) { return dsm::cat({in[0], V(in[1] * 2.0)}, 1); }, randn({2, 3}, 1), randn({2, 1}, 2));
-  GRADCHECK([](const Inputs& in) { return dsm::stack({in[0], in[1]}, 2); }, randn({2, 3}, 1), randn({2, 3}, 2));
-  GRADCHECK([](const Inputs& in) {
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::cat({in[0], V(in[1] * 2.0)}, 1); }, randn({2, 3}, 1), randn({2, 1}, 2));
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::stack({in[0], in[1]}, 2); }, randn({2, 3}, 1), randn({2, 3}, 2));
+  DSM_GRADCHECK([](const Inputs& in) {
     auto parts = dsm::split(in[0], 2, 1);  // sizes 2, 2, 1
     return V(parts[0] * parts[1] + parts[2]);
   }, randn({3, 5}, 3));
-  GRADCHECK([](const Inputs& in) {
+  DSM_GRADCHECK([](const Inputs& in) {
     auto parts = dsm::chunk(in[0], 3, 0);
     return dsm::cat({parts[2], parts[0]}, 0);  // parts[1] unused: no gradient flows there
   }, randn({6, 2}, 4));
@@ -123,13 +117,25 @@ TEST_CASE("gradcheck: cat, stack, split, chunk") {
 
 TEST_CASE("gradcheck: views") {
   auto x = randn({2, 3, 4}, 21);
-  GRADCHECK([](const Inputs& in) { return V(in[0].reshape({6, 4}) * 1.0); }, x);
-  GRADCHECK([](const Inputs& in) { return in[0].view({4, 6}).flatten(); }, x);
-  GRADCHECK([](const Inputs& in) { return in[0].transpose(0, 2).contiguous(); }, x);
-  GRADCHECK([](const Inputs& in) { return V(in[0].permute({2, 0, 1}) * 2.0); }, x);
-  GRADCHECK([](const Inputs& in) { return in[0].narrow(1, 1, 2); }, x);
-  GRADCHECK([](const Inputs& in) { return in[0].slice(2, 0, 4, 2); }, x);
-  GRADCHECK([](const Inputs& in) { return in[0].select(0, 1); }, x);
-  GRADCHECK([](const Inputs& in) { return in[0].unsqueeze(1).expand({2, 5, 3, 4}); }, x);
-  GRADCHECK([](const Inputs& in) { return in[0].narrow(0, 0, 1).squeeze(0); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return V(in[0].reshape({6, 4}) * 1.0); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].view({4, 6}).flatten(); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].transpose(0, 2).contiguous(); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return V(in[0].permute({2, 0, 1}) * 2.0); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].narrow(1, 1, 2); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].slice(2, 0, 4, 2); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].select(0, 1); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].unsqueeze(1).expand({2, 5, 3, 4}); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].narrow(0, 0, 1).squeeze(0); }, x);
+}
+
+TEST_CASE("gradcheck: topk and sort values, whose indices are plain tensors") {
+  auto x = randn({3, 6}, 31);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::topk(in[0], 2, 1).values; }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::topk(in[0], 1, 0, false).values; }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return dsm::sort(in[0], 1, true).values; }, x);
+  dsm::Var<float> s(Tensor<float>::from({0.1f, 0.7f, 0.2f}), true);
+  auto [w, idx] = dsm::topk(s, 2);
+  CHECK(idx.to_vector() == std::vector<std::int64_t>{1, 2});
+  dsm::sum(V(dsm::cast<double>(w) * 1.0)).backward();
+  CHECK(s.grad().to_vector() == std::vector<float>{0.f, 1.f, 1.f});
 }

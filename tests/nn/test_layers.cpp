@@ -3,6 +3,8 @@
 
 #include <dsm/dsm.hpp>
 
+#include "support/gradcheck.hpp"
+
 #include "support/fixtures.hpp"
 
 namespace nn = dsm::nn;
@@ -13,17 +15,9 @@ using Inputs = std::vector<V>;
 using dsm_test::check_close;
 
 namespace {
+constexpr auto randn = dsm_test::grad_randn;
 const dsm_test::Fixtures& fx() { return dsm_test::fixture_file("nn.txt"); }
 V leaf(const std::string& name) { return V(fx().get(name), true); }
-V randn(const dsm::Shape& s, std::uint64_t seed) {
-  dsm::Generator gen(seed);
-  return V(Tensor<double>::randn(s, gen), true);
-}
-#define GRADCHECK(F, ...)                                   \
-  do {                                                      \
-    const auto r = dsm::gradcheck(F, Inputs{__VA_ARGS__}); \
-    CHECK_MESSAGE(r.ok, r.message);                         \
-  } while (0)
 }  // namespace
 
 TEST_CASE("Linear equals torch's F.linear, values and gradients") {
@@ -75,19 +69,19 @@ TEST_CASE("SwiGLU MLP equals PyTorch") {
 }
 
 TEST_CASE("gradcheck: layers and functional forms") {
-  GRADCHECK([](const Inputs& in) { return F::layer_norm(in[0], in[1], in[2]); }, randn({3, 5}, 1), randn({5}, 2), randn({5}, 3));
-  GRADCHECK([](const Inputs& in) { return F::layer_norm(in[0], V(), V(), 1e-3); }, randn({4}, 1));
-  GRADCHECK([](const Inputs& in) { return F::rms_norm(in[0], in[1]); }, randn({2, 2, 5}, 4), randn({5}, 5));
-  GRADCHECK([](const Inputs& in) { return F::swiglu(in[0]); }, randn({3, 8}, 6));
-  GRADCHECK([](const Inputs& in) {
+  DSM_GRADCHECK([](const Inputs& in) { return F::layer_norm(in[0], in[1], in[2]); }, randn({3, 5}, 1), randn({5}, 2), randn({5}, 3));
+  DSM_GRADCHECK([](const Inputs& in) { return F::layer_norm(in[0], V(), V(), 1e-3); }, randn({4}, 1));
+  DSM_GRADCHECK([](const Inputs& in) { return F::rms_norm(in[0], in[1]); }, randn({2, 2, 5}, 4), randn({5}, 5));
+  DSM_GRADCHECK([](const Inputs& in) { return F::swiglu(in[0]); }, randn({3, 8}, 6));
+  DSM_GRADCHECK([](const Inputs& in) {
     dsm::Generator gen(9);  // the same mask at every evaluation
     return F::dropout(in[0], 0.3, true, gen);
   }, randn({4, 5}, 7));
   nn::Embedding<{.num_embeddings = 6, .dim = 3}, double> emb;
   const auto ids = Tensor<std::int64_t>::from({{5, 0}, {5, 2}});
-  GRADCHECK([&](const Inputs& in) { return dsm::embedding(in[0], ids); }, emb.weight);
+  DSM_GRADCHECK([&](const Inputs& in) { return dsm::embedding(in[0], ids); }, emb.weight);
   nn::MLP<{.in_features = 3, .hidden = 4, .out_features = 2, .activation = nn::Activation::gelu}, double> mlp;
-  GRADCHECK([&](const Inputs& in) { return mlp(in[0]); }, randn({2, 3}, 8), mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight);
+  DSM_GRADCHECK([&](const Inputs& in) { return mlp(in[0]); }, randn({2, 3}, 8), mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight);
 }
 
 TEST_CASE("losses equal PyTorch's, values and gradients") {
@@ -135,11 +129,11 @@ TEST_CASE("losses equal PyTorch's, values and gradients") {
 
 TEST_CASE("gradcheck: losses") {
   const auto target = Tensor<std::int64_t>::from({2, -100, 0, 3});
-  GRADCHECK([&](const Inputs& in) { return F::cross_entropy(in[0], target, {.label_smoothing = 0.3}); }, randn({4, 4}, 1));
-  GRADCHECK([&](const Inputs& in) { return F::cross_entropy(in[0], target, {.reduction = nn::Reduction::none}); }, randn({4, 4}, 2));
-  GRADCHECK([&](const Inputs& in) { return F::binary_cross_entropy_with_logits(in[0], in[1], nn::Reduction::none); }, randn({5}, 3), randn({5}, 4));
-  GRADCHECK([&](const Inputs& in) { return F::distillation_kl(in[0], in[1], 3.0); }, randn({2, 5}, 5), randn({2, 5}, 6));
-  GRADCHECK([&](const Inputs& in) { return F::mse_loss(in[0], in[1]); }, randn({2, 5}, 5), randn({2, 5}, 6));
+  DSM_GRADCHECK([&](const Inputs& in) { return F::cross_entropy(in[0], target, {.label_smoothing = 0.3}); }, randn({4, 4}, 1));
+  DSM_GRADCHECK([&](const Inputs& in) { return F::cross_entropy(in[0], target, {.reduction = nn::Reduction::none}); }, randn({4, 4}, 2));
+  DSM_GRADCHECK([&](const Inputs& in) { return F::binary_cross_entropy_with_logits(in[0], in[1], nn::Reduction::none); }, randn({5}, 3), randn({5}, 4));
+  DSM_GRADCHECK([&](const Inputs& in) { return F::distillation_kl(in[0], in[1], 3.0); }, randn({2, 5}, 5), randn({2, 5}, 6));
+  DSM_GRADCHECK([&](const Inputs& in) { return F::mse_loss(in[0], in[1]); }, randn({2, 5}, 5), randn({2, 5}, 6));
 }
 
 TEST_CASE("losses: error paths") {

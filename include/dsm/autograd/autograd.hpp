@@ -8,6 +8,7 @@
 #include "functions/join.hpp"
 #include "functions/linalg.hpp"
 #include "functions/reduce.hpp"
+#include "functions/sort.hpp"
 #include "functions/views.hpp"
 #include "fused.hpp"
 #include "gradcheck.hpp"
