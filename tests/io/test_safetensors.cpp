@@ -79,6 +79,8 @@ TEST_CASE("safetensors: dsm writes the reference layout byte for byte") {
   }
   CHECK(all.load("bf16").dtype() == dsm::dtype::bfloat16);
   CHECK(all.load("flag").dtype() == dsm::dtype::boolean);
+  CHECK_THROWS_WITH_AS(all.load("bf16").get<float>(), "AnyTensor::get: holds bfloat16, not float32", dsm::dtype_error);
+  CHECK(all.load("bf16").to<float>()(1) == -3.5f);  // converts on request
   CHECK(all.load("scalar").shape() == dsm::Shape{});
   CHECK(all.load("empty").shape() == dsm::Shape{0, 3});
   const auto again = scratch("dtypes.safetensors").string();
