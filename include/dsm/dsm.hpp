@@ -25,5 +25,6 @@
 #include "ops/join.hpp"
 #include "autograd/autograd.hpp"
 #include "nn/nn.hpp"
+#include "moe/moe.hpp"
 #include "optim/optim.hpp"
 #include "io/io.hpp"
