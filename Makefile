@@ -61,6 +61,8 @@ bench: bench-deps
 	./build/bench/bench/dsm_bench_w0 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w1 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w2 --benchmark_repetitions=5
+	./build/bench/bench/dsm_bench_w3 --benchmark_repetitions=5
+	./build/bench/bench/dsm_bench_w6 --benchmark_repetitions=5
 
 clean:
 	rm -rf build

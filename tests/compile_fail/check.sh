@@ -22,4 +22,8 @@ check mlp_zero_hidden "MLP: in_features, hidden and out_features must be positiv
 check embedding_zero "Embedding: num_embeddings must be positive" 'dsm::nn::Embedding<{.num_embeddings = 0, .dim = 4}> e;'
 check var_of_int "constraints not satisfied" 'dsm::Var<int> v;'
 check mixed_types "the expression's element type differs from the Var's" 'dsm::Var<float> a(dsm::Tensor<float>::ones({2}), true); dsm::Var<double> b = a * 2.f;'
+check moe_top_k "MoE: top_k must not exceed the number of experts" 'dsm::moe::MoELayer<{.d_model = 8, .d_ff = 8, .n_experts = 4, .top_k = 5}> m;'
+check moe_groups "MoE: n_experts must be divisible by n_groups" 'dsm::moe::MoELayer<{.d_model = 8, .d_ff = 8, .n_experts = 8, .top_k = 2, .n_groups = 3}> m;'
+check moe_topk_groups "MoE: topk_groups must not exceed n_groups" 'dsm::nn::MoE<{.d_model = 8, .d_ff = 8, .n_experts = 8, .top_k = 2, .n_groups = 2, .topk_groups = 3}> m;'
+check moe_kept_groups "MoE: top_k must not exceed the experts in the kept groups" 'dsm::moe::MoELayer<{.d_model = 8, .d_ff = 8, .n_experts = 8, .top_k = 3, .n_groups = 4, .topk_groups = 1}> m;'
 exit $status

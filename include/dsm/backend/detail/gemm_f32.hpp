@@ -99,6 +99,23 @@ template <class T>
 void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
   for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
     const std::int64_t rows = std::min<std::int64_t>(mr, m - r0);
+    if (rows == mr && (a.cs == 1 || a.rs == 1)) {  // full panel: fixed trip counts the compiler unrolls
+      const T* base = a.p + r0 * a.rs;
+      if (a.cs == 1) {  // row-major A: MR row streams
+        for (std::int64_t p = 0; p < k; ++p) {
+#pragma GCC unroll 16
+          for (int i = 0; i < mr; ++i) dst[i] = static_cast<float>(base[i * a.rs + p]);
+          dst += mr;
+        }
+      } else {  // transposed A: each depth is MR consecutive values
+        for (std::int64_t p = 0; p < k; ++p) {
+#pragma GCC unroll 16
+          for (int i = 0; i < mr; ++i) dst[i] = static_cast<float>(base[p * a.cs + i]);
+          dst += mr;
+        }
+      }
+      continue;
+    }
     for (std::int64_t p = 0; p < k; ++p) {
       std::int64_t i = 0;
       for (; i < rows; ++i) dst[i] = a.at(r0 + i, p);
