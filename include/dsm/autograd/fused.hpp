@@ -208,6 +208,29 @@ using gradient_t = decltype(gradient_of<I>(std::declval<const S&>(), std::declva
 template <class S, int I, class Up>
 inline constexpr bool reaches_v = !std::is_same_v<gradient_t<S, I, Up>, NoGradient>;
 
+/// The leaves of S that the gradient reaches, as an integer_sequence.
+template <class... Seqs>
+struct concat_seq;
+template <>
+struct concat_seq<> {
+  using type = std::integer_sequence<int>;
+};
+template <int... a>
+struct concat_seq<std::integer_sequence<int, a...>> {
+  using type = std::integer_sequence<int, a...>;
+};
+template <int... a, int... b, class... Rest>
+struct concat_seq<std::integer_sequence<int, a...>, std::integer_sequence<int, b...>, Rest...>
+    : concat_seq<std::integer_sequence<int, a..., b...>, Rest...> {};
+
+template <class S, class Up, class Seq>
+struct reaching;
+template <class S, class Up, int... i>
+struct reaching<S, Up, std::integer_sequence<int, i...>>
+    : concat_seq<std::conditional_t<reaches_v<S, i, Up>, std::integer_sequence<int, i>, std::integer_sequence<int>>...> {};
+template <class S, class Up>
+using reaching_t = typename reaching<S, Up, std::make_integer_sequence<int, leaf_count_v<S>>>::type;
+
 /// Evaluates several same-shape expressions into fresh contiguous tensors in one pass.
 template <class B, class... Outs, class... Es>
 void evaluate_together(const Shape& shape, std::tuple<Outs*...> outs, const std::tuple<Es...>& exprs) {
@@ -272,46 +295,36 @@ class FusedNode final : public Node {
   }
   const char* name() const override { return "fused elementwise"; }
 
-  void apply(VarImplBase& output) override {
-    const Tensor<OutT, OutB>& g = impl_cast<OutT, OutB>(output).grad;
-    const Shape& shape = g.shape();
-    using Up = const Tensor<OutT, OutB>&;
-    bool all_full = true;  // every leaf needs a gradient of the output's own shape
-    shape_of_leaves([&](int i, const Shape& s) { all_full = all_full && inputs[static_cast<std::size_t>(i)] && s == shape; });
-    [&]<int... i>(std::integer_sequence<int, i...>) {
-      if constexpr ((reaches_v<S, i, Up> && ...)) {
-        if (all_full) {
-          std::tuple<typename leaf_type<S, i>::type...> grads{typename leaf_type<S, i>::type(shape)...};
-          evaluate_together<OutB>(shape, std::make_tuple(&std::get<i>(grads)...), std::make_tuple(gradient_of<i>(tree_, Up(g))...));
-          (accumulate_input(inputs[static_cast<std::size_t>(i)], std::move(std::get<i>(grads))), ...);
-          return;
-        }
-      }
-      (one_leaf<i>(g), ...);
-    }(std::make_integer_sequence<int, N>{});
-  }
+  void apply(VarImplBase& output) override { run(impl_cast<OutT, OutB>(output).grad, reaching_t<S, Up>{}); }
 
  protected:
   void release_saved() override { tree_ = S{}; }
 
  private:
-  template <class Visit>
-  void shape_of_leaves(Visit&& visit) const {
-    int i = 0;
-    expr_access<S>::for_each_leaf(tree_, [&](const auto& leaf) { visit(i++, leaf.shape()); });
+  using Up = const Tensor<OutT, OutB>&;
+
+  /// Every leaf the gradient reaches is written in ONE pass at the output's shape (the leaves'
+  /// shared intermediates are recomputed, not stored); broadcast leaves are then summed down.
+  /// One evaluation path per expression keeps the instantiations, and compile time, in check.
+  template <int... i>
+  void run(const Tensor<OutT, OutB>& g, std::integer_sequence<int, i...>) {
+    if constexpr (sizeof...(i) > 0) {
+      if (!(static_cast<bool>(inputs[static_cast<std::size_t>(i)]) || ...)) return;
+      const Shape& shape = g.shape();
+      std::tuple<typename leaf_type<S, i>::type...> grads{typename leaf_type<S, i>::type(shape)...};
+      [&]<std::size_t... pos>(std::index_sequence<pos...>) {  // pos: place in grads of leaf i
+        evaluate_together<OutB>(shape, std::make_tuple(&std::get<pos>(grads)...), std::make_tuple(gradient_of<i>(tree_, Up(g))...));
+        (accumulate_leaf<i>(std::move(std::get<pos>(grads))), ...);
+      }(std::make_index_sequence<sizeof...(i)>{});
+    }
   }
 
-  template <int I>
-  void one_leaf(const Tensor<OutT, OutB>& g) {
-    using Up = const Tensor<OutT, OutB>&;
-    if constexpr (reaches_v<S, I, Up>) {
-      const Edge& edge = inputs[static_cast<std::size_t>(I)];
-      if (!edge) return;
-      using Leaf = typename leaf_type<S, I>::type;
-      Leaf full(g.shape());
-      dsm::detail::assign_expression<dsm::detail::AssignOp::set>(full, gradient_of<I>(tree_, Up(g)));
-      accumulate_input(edge, sum_to(full, impl_cast<typename Leaf::value_type, typename Leaf::backend_type>(*edge).value.shape()));
-    }
+  template <int I, class G>
+  void accumulate_leaf(G grad) {
+    const Edge& edge = inputs[static_cast<std::size_t>(I)];
+    if (!edge) return;
+    using Leaf = typename leaf_type<S, I>::type;
+    accumulate_input(edge, sum_to(grad, impl_cast<typename Leaf::value_type, typename Leaf::backend_type>(*edge).value.shape()));
   }
 
   S tree_;
