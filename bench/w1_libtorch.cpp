@@ -1,19 +1,13 @@
 // W1 in LibTorch, as a competent user writes it: torch::matmul on contiguous tensors.
 #include <benchmark/benchmark.h>
-#include <dlfcn.h>
 #include <torch/torch.h>
+
+#include "libtorch_threads.hpp"
 
 namespace {
 
-void set_torch_threads(int n) {
-  at::set_num_threads(n);
-  // Give OpenBLAS the same thread count as ATen (../shared/WORKLOADS.md).
-  using SetThreads = void (*)(int);
-  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
-}
-
 void run(benchmark::State& state, torch::Dtype dtype) {
-  set_torch_threads(static_cast<int>(state.range(1)));
+  dsm_bench::set_torch_threads(static_cast<int>(state.range(1)));
   const std::int64_t n = state.range(0);
   torch::NoGradGuard no_grad;
   torch::manual_seed(1);

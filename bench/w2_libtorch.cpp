@@ -1,21 +1,16 @@
 // W2 in LibTorch: as a PyTorch user writes it (torch::relu(a * b + c), which allocates two
 // temporaries and the result), and the in-place form an expert writes into a preallocated y.
 #include <benchmark/benchmark.h>
-#include <dlfcn.h>
 #include <torch/torch.h>
+
+#include "libtorch_threads.hpp"
 
 namespace {
 
 constexpr std::int64_t n = std::int64_t{16} << 20;
 
-void set_torch_threads(int t) {
-  at::set_num_threads(t);
-  using SetThreads = void (*)(int);
-  if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(t);
-}
-
 void W2_fwd_libtorch(benchmark::State& state) {
-  set_torch_threads(static_cast<int>(state.range(0)));
+  dsm_bench::set_torch_threads(static_cast<int>(state.range(0)));
   torch::NoGradGuard no_grad;
   torch::manual_seed(2);
   auto a = torch::randn({n}), b = torch::randn({n}), c = torch::randn({n});
@@ -28,7 +23,7 @@ void W2_fwd_libtorch(benchmark::State& state) {
 BENCHMARK(W2_fwd_libtorch)->Name("W2/fwd/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void W2_fwd_inplace_libtorch(benchmark::State& state) {
-  set_torch_threads(static_cast<int>(state.range(0)));
+  dsm_bench::set_torch_threads(static_cast<int>(state.range(0)));
   torch::NoGradGuard no_grad;
   torch::manual_seed(2);
   auto a = torch::randn({n}), b = torch::randn({n}), c = torch::randn({n}), y = torch::empty({n});
@@ -44,7 +39,7 @@ BENCHMARK(W2_fwd_inplace_libtorch)->Name("W2/fwd_inplace/libtorch")->Arg(1)->Arg
 // Forward+backward as a PyTorch user writes it: leaves with requires_grad, gradients set to None
 // between steps (the default of zero_grad), y.backward(g).
 void W2_fwd_bwd_libtorch(benchmark::State& state) {
-  set_torch_threads(static_cast<int>(state.range(0)));
+  dsm_bench::set_torch_threads(static_cast<int>(state.range(0)));
   torch::manual_seed(2);
   auto a = torch::randn({n}).requires_grad_(), b = torch::randn({n}).requires_grad_(), c = torch::randn({n}).requires_grad_();
   const auto g = torch::ones({n});

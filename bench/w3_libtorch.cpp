@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "libtorch_threads.hpp"
 #include "w3_common.hpp"
 
 namespace {
@@ -61,7 +62,7 @@ void report(benchmark::State& state, double flops_per_token) {
 }
 
 void W3_forward_libtorch(benchmark::State& state) {
-  at::set_num_threads(static_cast<int>(state.range(0)));
+  dsm_bench::set_torch_threads(static_cast<int>(state.range(0)));
   TorchMoE moe;
   torch::manual_seed(4);
   const auto x = torch::randn({w3::tokens, w3::d_model});
@@ -75,7 +76,7 @@ void W3_forward_libtorch(benchmark::State& state) {
 BENCHMARK(W3_forward_libtorch)->Name("W3/forward/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void W3_train_libtorch(benchmark::State& state) {
-  at::set_num_threads(static_cast<int>(state.range(0)));
+  dsm_bench::set_torch_threads(static_cast<int>(state.range(0)));
   TorchMoE moe;
   torch::manual_seed(4);
   auto x = torch::randn({w3::tokens, w3::d_model}).requires_grad_();
