@@ -1,0 +1,291 @@
+// dsm/nn/functional/attention.hpp: scaled dot-product attention, plain and memory-efficient, and
+// rotary position embeddings.
+//
+//   using namespace dsm::nn::functional;
+//   Var<float> o = flash_attention(q, k, v, {.causal = true});   // q [B, H, Tq, D], k/v [B, Hkv, Tk, D]
+//   Var<float> r = attention(q, k, v, {.causal = true});         // the same, materializing scores
+//   Var<float> qr = rotary(q, /*position_offset*/ 0);             // RoPE, rotate-half convention
+//
+// Both attentions take grouped-query inputs (Hkv dividing H: query head h reads key/value head
+// h / (H / Hkv)), a causal mask aligned to the END of the keys (query i of Tq sees keys j <=
+// i + Tk - Tq, which is torch's is_causal when Tq == Tk and what decoding with a KV cache needs),
+// and a key-padding mask [B, Tk] (true = padding, never attended). A query that sees no key gets
+// zeros.
+//
+// `attention` is the reference: scores [B, H, Tq, Tk] -> masks -> softmax -> optional dropout ->
+// weights x v, from differentiable ops. `flash_attention` is the FlashAttention algorithm on the
+// CPU: queries and keys in blocks of 64, an online softmax (running max and sum per query row),
+// only the output and each row's log-sum-exp kept for backward, which recomputes the block scores.
+// Memory is O(T * D) instead of O(T^2); each (batch, kv-head) runs on one thread, so dK and dV of
+// a key-value head shared by several query heads are summed in a fixed order (deterministic).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../../autograd/autograd.hpp"
+#include "activation.hpp"
+
+namespace dsm::nn::functional {
+
+struct AttentionOptions {
+  bool causal = false;            ///< query i sees keys j <= i + Tk - Tq
+  Tensor<bool> key_padding_mask{};  ///< [B, Tk], true where a key is padding; undefined: none
+  double dropout_p = 0.0;         ///< dropout on the attention weights (plain attention only)
+  bool training = true;           ///< dropout applies only when training
+  Generator* generator = nullptr; ///< dropout's generator; the default generator when null
+  double scale = 0.0;             ///< score scale; 0 means 1 / sqrt(head_dim)
+};
+
+namespace detail {
+
+struct AttentionShape {
+  std::int64_t batch, heads, kv_heads, tq, tk, d, dv;
+  std::int64_t group() const { return heads / kv_heads; }
+};
+
+template <class T, class B>
+AttentionShape check_attention(const char* op, const Var<T, B>& q, const Var<T, B>& k, const Var<T, B>& v, const AttentionOptions& o) {
+  if (q.rank() != 4 || k.rank() != 4 || v.rank() != 4)
+    fail<shape_error>(op, "q, k, v must be [batch, heads, time, head_dim], got ", q.shape(), ", ", k.shape(), ", ", v.shape());
+  const AttentionShape s{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), v.size(3)};
+  if (k.size(0) != s.batch || v.size(0) != s.batch || v.size(1) != s.kv_heads || v.size(2) != s.tk || k.size(3) != s.d)
+    fail<shape_error>(op, "q ", q.shape(), ", k ", k.shape(), " and v ", v.shape(), " do not fit together");
+  if (s.kv_heads == 0 || s.heads % s.kv_heads != 0)
+    fail<shape_error>(op, "the ", s.kv_heads, " key/value heads must divide the ", s.heads, " query heads");
+  if (o.key_padding_mask.defined() && o.key_padding_mask.shape() != Shape{s.batch, s.tk})
+    fail<shape_error>(op, "key_padding_mask ", o.key_padding_mask.shape(), " must be [", s.batch, ", ", s.tk, "]");
+  if (!(o.dropout_p >= 0 && o.dropout_p < 1)) fail<config_error>(op, "dropout_p must be in [0, 1), got ", o.dropout_p);
+  return s;
+}
+
+inline double attention_scale(const AttentionOptions& o, std::int64_t d) { return o.scale > 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(d)); }
+
+/// [B, 1 or B..., Tq, Tk]-broadcastable "masked" tensor: causal and padding together.
+inline Tensor<bool> attention_mask(const AttentionShape& s, const AttentionOptions& o) {
+  Tensor<bool> m = Tensor<bool>::zeros({o.key_padding_mask.defined() ? s.batch : 1, 1, s.tq, s.tk});
+  const Tensor<bool> pad = o.key_padding_mask.defined() ? o.key_padding_mask.contiguous() : Tensor<bool>();
+  bool* p = m.data();
+  for (std::int64_t b = 0; b < m.size(0); ++b)
+    for (std::int64_t i = 0; i < s.tq; ++i)
+      for (std::int64_t j = 0; j < s.tk; ++j)
+        p[(b * s.tq + i) * s.tk + j] = (o.causal && j > i + s.tk - s.tq) || (pad.defined() && pad.data()[b * s.tk + j]);
+  return m;
+}
+
+/// Repeats each of the kv heads of x [B, Hkv, T, D] `group` times: [B, Hkv * group, T, D].
+template <class T, class B>
+Var<T, B> repeat_kv(const Var<T, B>& x, std::int64_t group) {
+  if (group == 1) return x;
+  return x.unsqueeze(2).expand({x.size(0), x.size(1), group, x.size(2), x.size(3)}).reshape({x.size(0), x.size(1) * group, x.size(2), x.size(3)});
+}
+
+}  // namespace detail
+
+/// softmax(q k^T * scale + mask) v, materializing the [B, H, Tq, Tk] scores (the reference).
+template <FloatingScalar T, class B>
+Var<T, B> attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B>& v, const AttentionOptions& o = {}) {
+  const auto s = detail::check_attention("attention", q, k, v, o);
+  const Var<T, B> kr = detail::repeat_kv(k, s.group()), vr = detail::repeat_kv(v, s.group());
+  Var<T, B> scores = matmul(q, kr.transpose(-2, -1));
+  scores = Var<T, B>(scores * static_cast<T>(detail::attention_scale(o, s.d)));
+  Var<T, B> weights;
+  if (o.causal || o.key_padding_mask.defined()) {
+    const Tensor<bool> mask = detail::attention_mask(s, o);
+    weights = softmax(masked_fill(scores, mask, -std::numeric_limits<double>::infinity()), -1);
+    // A row with every key masked: zeros, not the NaN of softmax over nothing.
+    Tensor<bool> dead({mask.size(0), 1, s.tq, 1});
+    bool any_dead = false;
+    for (std::int64_t r = 0; r < dead.numel(); ++r) {
+      const bool* row = mask.data() + r * s.tk;
+      dead.data()[r] = std::all_of(row, row + s.tk, [](bool m) { return m; });
+      any_dead = any_dead || dead.data()[r];
+    }
+    if (any_dead) weights = masked_fill(weights, dead, 0.0);
+  } else {
+    weights = softmax(scores, -1);
+  }
+  if (o.dropout_p > 0 && o.training) weights = dropout(weights, o.dropout_p, true, o.generator ? *o.generator : default_generator());
+  return matmul(weights, vr);
+}
+
+namespace detail {
+
+constexpr std::int64_t flash_block = 64;
+
+/// Applies the causal and padding masks of one [rows, cols] score block (as -inf).
+template <class T>
+void mask_block(T* s, std::int64_t rows, std::int64_t cols, std::int64_t i0, std::int64_t j0, const AttentionShape& sh, bool causal, const bool* pad) {
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c)
+      if ((causal && j0 + c > i0 + r + sh.tk - sh.tq) || (pad && pad[j0 + c])) s[r * cols + c] = ninf;
+}
+
+}  // namespace detail
+
+/// The same result as attention() (without dropout), in O(T * D) memory; see the header comment.
+template <FloatingScalar T, class B>
+Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B>& v, const AttentionOptions& o = {}) {
+  const auto sh = detail::check_attention("flash_attention", q, k, v, o);
+  if (o.dropout_p > 0 && o.training) fail<config_error>("flash_attention", "attention dropout needs the plain attention(); got dropout_p ", o.dropout_p);
+  const T scale = static_cast<T>(detail::attention_scale(o, sh.d));
+  const Tensor<T, B> qv = q.value().contiguous(), kv = k.value().contiguous(), vv = v.value().contiguous();
+  const Tensor<bool> pad = o.key_padding_mask.defined() ? o.key_padding_mask.contiguous() : Tensor<bool>();
+  Tensor<T, B> out({sh.batch, sh.heads, sh.tq, sh.dv});
+  Tensor<T, B> lse({sh.batch, sh.heads, sh.tq});  // log-sum-exp of each query row's scores
+  constexpr std::int64_t bs = detail::flash_block;
+  const bool causal = o.causal;
+
+  cpu::parallel_for(sh.batch * sh.kv_heads, 1, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<T> s(bs * bs), acc(static_cast<std::size_t>(bs * sh.dv)), m(bs), l(bs);
+    for (std::int64_t bk = begin; bk < end; ++bk) {
+      const std::int64_t b = bk / sh.kv_heads, kh = bk % sh.kv_heads;
+      const T* kp = kv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.d;
+      const T* vp = vv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.dv;
+      const bool* padp = pad.defined() ? pad.data() + b * sh.tk : nullptr;
+      for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
+        const T* qp = qv.data() + (b * sh.heads + h) * sh.tq * sh.d;
+        T* op = out.data() + (b * sh.heads + h) * sh.tq * sh.dv;
+        T* lp = lse.data() + (b * sh.heads + h) * sh.tq;
+        for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
+          const std::int64_t rows = std::min(bs, sh.tq - i0);
+          std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
+          std::fill(l.begin(), l.end(), T(0));
+          std::fill(acc.begin(), acc.end(), T(0));
+          const std::int64_t last_key = causal ? std::min(sh.tk - 1, i0 + rows - 1 + sh.tk - sh.tq) : sh.tk - 1;
+          for (std::int64_t j0 = 0; j0 <= last_key; j0 += bs) {
+            const std::int64_t cols = std::min(bs, sh.tk - j0);
+            B::gemm(false, true, rows, cols, sh.d, scale, qp + i0 * sh.d, sh.d, kp + j0 * sh.d, sh.d, T(0), s.data(), cols);  // [rows, cols]
+            detail::mask_block(s.data(), rows, cols, i0, j0, sh, causal, padp);
+            for (std::int64_t r = 0; r < rows; ++r) {
+              T* sr = s.data() + r * cols;
+              T mx = m[static_cast<std::size_t>(r)];
+              for (std::int64_t c = 0; c < cols; ++c) mx = std::max(mx, sr[c]);
+              if (mx == -std::numeric_limits<T>::infinity()) {  // nothing visible yet in this row
+                std::fill(sr, sr + cols, T(0));
+                continue;
+              }
+              const T alpha = std::exp(m[static_cast<std::size_t>(r)] - mx);  // rescales what came before
+              T sum = 0;
+              for (std::int64_t c = 0; c < cols; ++c) sum += (sr[c] = std::exp(sr[c] - mx));
+              l[static_cast<std::size_t>(r)] = l[static_cast<std::size_t>(r)] * alpha + sum;
+              m[static_cast<std::size_t>(r)] = mx;
+              T* ar = acc.data() + r * sh.dv;
+              for (std::int64_t c = 0; c < sh.dv; ++c) ar[c] *= alpha;
+            }
+            B::gemm(false, false, rows, sh.dv, cols, T(1), s.data(), cols, vp + j0 * sh.dv, sh.dv, T(1), acc.data(), sh.dv);  // acc += P v
+          }
+          for (std::int64_t r = 0; r < rows; ++r) {
+            const T lr = l[static_cast<std::size_t>(r)];
+            const T inv = lr > 0 ? T(1) / lr : T(0);
+            for (std::int64_t c = 0; c < sh.dv; ++c) op[(i0 + r) * sh.dv + c] = acc[static_cast<std::size_t>(r * sh.dv + c)] * inv;
+            // +inf for an empty row makes exp(s - lse) = 0 in backward
+            lp[i0 + r] = lr > 0 ? m[static_cast<std::size_t>(r)] + std::log(lr) : std::numeric_limits<T>::infinity();
+          }
+        }
+      }
+    }
+  });
+
+  return autograd::make_result(
+      "flash_attention", out, {autograd::edge_of(q), autograd::edge_of(k), autograd::edge_of(v)},
+      [qv, kv, vv, out, lse, pad, sh, scale, causal](const Tensor<T, B>& g0, const std::vector<autograd::Edge>& in) {
+        const Tensor<T, B> dout = g0.contiguous();
+        Tensor<T, B> dq = Tensor<T, B>::zeros(qv.shape()), dk = Tensor<T, B>::zeros(kv.shape()), dvv = Tensor<T, B>::zeros(vv.shape());
+        constexpr std::int64_t bs = detail::flash_block;
+        cpu::parallel_for(sh.batch * sh.kv_heads, 1, [&](std::int64_t begin, std::int64_t end) {
+          std::vector<T> p(bs * bs), dp(bs * bs), delta(static_cast<std::size_t>(sh.tq));
+          for (std::int64_t bk = begin; bk < end; ++bk) {
+            const std::int64_t b = bk / sh.kv_heads, kh = bk % sh.kv_heads;
+            const T* kp = kv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.d;
+            const T* vp = vv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.dv;
+            T* dkp = dk.data() + (b * sh.kv_heads + kh) * sh.tk * sh.d;
+            T* dvp = dvv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.dv;
+            const bool* padp = pad.defined() ? pad.data() + b * sh.tk : nullptr;
+            for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
+              const std::int64_t qh = (b * sh.heads + h);
+              const T *qp = qv.data() + qh * sh.tq * sh.d, *op = out.data() + qh * sh.tq * sh.dv, *gp = dout.data() + qh * sh.tq * sh.dv;
+              const T* lp = lse.data() + qh * sh.tq;
+              T* dqp = dq.data() + qh * sh.tq * sh.d;
+              for (std::int64_t i = 0; i < sh.tq; ++i) {  // delta_i = <dO_i, O_i>
+                T acc = 0;
+                for (std::int64_t c = 0; c < sh.dv; ++c) acc += gp[i * sh.dv + c] * op[i * sh.dv + c];
+                delta[static_cast<std::size_t>(i)] = acc;
+              }
+              for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
+                const std::int64_t cols = std::min(bs, sh.tk - j0);
+                for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
+                  const std::int64_t rows = std::min(bs, sh.tq - i0);
+                  if (causal && j0 > i0 + rows - 1 + sh.tk - sh.tq) continue;  // block fully masked
+                  B::gemm(false, true, rows, cols, sh.d, scale, qp + i0 * sh.d, sh.d, kp + j0 * sh.d, sh.d, T(0), p.data(), cols);
+                  detail::mask_block(p.data(), rows, cols, i0, j0, sh, causal, padp);
+                  for (std::int64_t r = 0; r < rows; ++r)
+                    for (std::int64_t c = 0; c < cols; ++c) p[static_cast<std::size_t>(r * cols + c)] = std::exp(p[static_cast<std::size_t>(r * cols + c)] - lp[i0 + r]);
+                  B::gemm(true, false, cols, sh.dv, rows, T(1), p.data(), cols, gp + i0 * sh.dv, sh.dv, T(1), dvp + j0 * sh.dv, sh.dv);  // dV += P^T dO
+                  B::gemm(false, true, rows, cols, sh.dv, T(1), gp + i0 * sh.dv, sh.dv, vp + j0 * sh.dv, sh.dv, T(0), dp.data(), cols);  // dP = dO V^T
+                  for (std::int64_t r = 0; r < rows; ++r)
+                    for (std::int64_t c = 0; c < cols; ++c) {
+                      const auto at = static_cast<std::size_t>(r * cols + c);
+                      dp[at] = p[at] * (dp[at] - delta[static_cast<std::size_t>(i0 + r)]);  // dS (scale applied below)
+                    }
+                  B::gemm(false, false, rows, sh.d, cols, scale, dp.data(), cols, kp + j0 * sh.d, sh.d, T(1), dqp + i0 * sh.d, sh.d);  // dQ += dS K
+                  B::gemm(true, false, cols, sh.d, rows, scale, dp.data(), cols, qp + i0 * sh.d, sh.d, T(1), dkp + j0 * sh.d, sh.d);  // dK += dS^T Q
+                }
+              }
+            }
+          }
+        });
+        autograd::accumulate_input(in[0], std::move(dq));
+        autograd::accumulate_input(in[1], std::move(dk));
+        autograd::accumulate_input(in[2], std::move(dvv));
+      });
+}
+
+namespace detail {
+
+/// Rotates the pairs (x_i, x_{i + D/2}) of x [..., T, D] by angle (offset + t) * theta^(-2i/D),
+/// or by its negative (the inverse, for the gradient).
+template <class T>
+Tensor<T> rotate_pairs(const Tensor<T>& x, std::int64_t offset, double theta, bool inverse) {
+  const Tensor<T> src = x.contiguous();
+  const std::int64_t d = src.size(-1), t = src.size(-2), half = d / 2, rows = src.numel() / d;
+  std::vector<T> cosv(static_cast<std::size_t>(t * half)), sinv(static_cast<std::size_t>(t * half));
+  for (std::int64_t p = 0; p < t; ++p)
+    for (std::int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(offset + p) * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(d));
+      cosv[static_cast<std::size_t>(p * half + i)] = static_cast<T>(std::cos(angle));
+      sinv[static_cast<std::size_t>(p * half + i)] = static_cast<T>(inverse ? -std::sin(angle) : std::sin(angle));
+    }
+  Tensor<T> out(src.shape());
+  cpu::parallel_for(rows, 256, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t r = b; r < e; ++r) {
+      const T* xr = src.data() + r * d;
+      T* yr = out.data() + r * d;
+      const T *c = cosv.data() + (r % t) * half, *s = sinv.data() + (r % t) * half;
+      for (std::int64_t i = 0; i < half; ++i) {
+        yr[i] = xr[i] * c[i] - xr[i + half] * s[i];
+        yr[i + half] = xr[i + half] * c[i] + xr[i] * s[i];
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace detail
+
+/// Rotary position embedding (RoFormer; the rotate-half layout of LLaMA and DeepSeek in
+/// HuggingFace) of x [..., T, D] (D even) for positions offset .. offset + T - 1.
+template <FloatingScalar T>
+Var<T> rotary(const Var<T>& x, std::int64_t position_offset = 0, double theta = 10000.0) {
+  if (x.rank() < 2 || x.size(-1) % 2 != 0) fail<shape_error>("rotary", "input must be [..., time, even head_dim], got ", x.shape());
+  if (position_offset < 0) fail<index_error>("rotary", "position offset must be >= 0, got ", position_offset);
+  return autograd::make_result("rotary", detail::rotate_pairs(x.value(), position_offset, theta, false), {autograd::edge_of(x)},
+                               [position_offset, theta](const Tensor<T>& g, const std::vector<autograd::Edge>& in) {
+                                 autograd::accumulate_input(in[0], detail::rotate_pairs(g, position_offset, theta, true));
+                               });
+}
+
+}  // namespace dsm::nn::functional
