@@ -28,3 +28,4 @@
 #include "moe/moe.hpp"
 #include "optim/optim.hpp"
 #include "io/io.hpp"
+#include "models/transformer.hpp"

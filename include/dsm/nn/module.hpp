@@ -51,6 +51,8 @@ template <class Config, Config C, bool Dynamic = C.dynamic_form>
 class ConfigHolder {
  public:
   static constexpr bool is_dynamic = false;
+  ConfigHolder() = default;
+  explicit ConfigHolder(const Config&) {}  // lets one constructor serve both forms
   static constexpr const Config& config() { return C; }
 };
 template <class Config, Config C>

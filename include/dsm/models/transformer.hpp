@@ -1,0 +1,229 @@
+// dsm/models/transformer.hpp: a decoder-only transformer language model whose feed-forward
+// blocks are dense or Mixture-of-Experts, DeepSeek-style.
+//
+//   dsm::models::TransformerLM<{.vocab_size = 256, .d_model = 256, .n_layers = 4, .n_heads = 4,
+//                               .d_ff = 512, .n_experts = 8, .top_k = 2}> lm;
+//   auto out = lm(ids);                                  // ids [B, T] -> logits [B, T, 256]
+//   Var<float> loss = lm_loss(out.logits, targets) + out.balance_loss;
+//   auto text = lm.generate(prompt, 200, {.temperature = 0.8, .top_k = 40}, gen);
+//
+// Block (pre-norm): h = x + attention(rms_norm(x)) with causal RoPE attention; y = h +
+// ffn(rms_norm(h)), the FFN a SwiGLU FeedForward for the first `first_dense_layers` layers (and
+// all layers when n_experts = 0), else an MoE layer. A final RMSNorm, then the LM head (or the
+// embedding matrix when tie_embeddings). Generation keeps one KV cache per layer, so each new
+// token costs O(T) attention work.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "../decode/sampling.hpp"
+#include "../moe/moe.hpp"
+#include "../nn/nn.hpp"
+
+namespace dsm::models {
+
+struct TransformerConfig {
+  std::int64_t vocab_size = 0;
+  std::int64_t d_model = 0;
+  std::int64_t n_layers = 0;
+  std::int64_t n_heads = 0;
+  std::int64_t n_kv_heads = 0;          ///< 0: n_heads
+  std::int64_t d_ff = 0;                ///< hidden width of the dense FFN and of each expert
+  std::int64_t n_experts = 0;           ///< 0: every FFN dense
+  std::int64_t top_k = 2;
+  std::int64_t n_shared = 0;
+  moe::GateKind gate = moe::GateKind::softmax;
+  std::int64_t first_dense_layers = 0;  ///< DeepSeek keeps the first layers dense
+  bool tie_embeddings = false;
+  bool dynamic_form = false;  // set by dsm::dynamic only
+};
+
+/// Example: TransformerOptions o; o.moe.aux_loss_coef = 0.01; o.rope_theta = 10000;
+struct TransformerOptions {
+  moe::MoEOptions moe;            ///< balancing, capacity... of every MoE layer
+  double rope_theta = 10000.0;
+  bool memory_efficient_attention = true;
+  Generator* generator = nullptr; ///< initialization; the default generator when null
+};
+
+namespace detail {
+inline const char* transformer_problem(const TransformerConfig& c) {
+  if (c.vocab_size <= 0 || c.d_model <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.d_ff <= 0)
+    return "vocab_size, d_model, n_layers, n_heads and d_ff must be positive";
+  if (c.d_model % c.n_heads != 0) return "n_heads must divide d_model";
+  if ((c.d_model / c.n_heads) % 2 != 0) return "the head dimension must be even (rotary embeddings)";
+  if (c.n_experts < 0 || c.first_dense_layers < 0) return "n_experts and first_dense_layers must not be negative";
+  if (c.n_experts > 0 && (c.top_k <= 0 || c.top_k > c.n_experts)) return "top_k must be between 1 and n_experts";
+  return nullptr;
+}
+}  // namespace detail
+
+/// One pre-norm block: attention and a dense or MoE FFN.
+template <FloatingScalar T = float>
+class TransformerBlock : public nn::Module {
+ public:
+  nn::RMSNorm<dynamic, T> attention_norm, ffn_norm;
+  nn::MultiheadAttention<dynamic, T> attention;
+  moe::FeedForward<T> dense;                        // when the block is dense
+  std::optional<moe::MoELayer<dynamic, T>> moe;     // when it is MoE
+
+  TransformerBlock(const TransformerConfig& c, bool use_moe, const TransformerOptions& o, Generator& gen)
+      : attention_norm(nn::NormConfig{c.d_model}), ffn_norm(nn::NormConfig{c.d_model}),
+        attention(attention_config(c), attention_options(o, gen)) {
+    if (use_moe) {
+      moe::MoEOptions mo = o.moe;
+      mo.generator = &gen;
+      moe.emplace(moe::MoEConfig{.d_model = c.d_model, .d_ff = c.d_ff, .n_experts = c.n_experts, .top_k = c.top_k, .n_shared = c.n_shared, .gate = c.gate},
+                  mo);
+    } else {
+      dense = moe::FeedForward<T>(c.d_model, c.d_ff, gen);
+    }
+  }
+
+  using RouterScalar = typename moe::MoEOutput<T>::RouterScalar;
+
+  /// x [B, T, d]; adds this block's balance loss to `balance` and its statistics to `stats`.
+  Var<T> operator()(const Var<T>& x, nn::KVCache<T>* cache, Var<RouterScalar>& balance, std::vector<moe::MoEStatistics>& stats) {
+    const Var<T> h = Var<T>(x + attention(attention_norm(x), {.causal = true, .key_padding_mask = {}}, cache));
+    if (!moe) return Var<T>(h + dense(ffn_norm(h)));
+    auto out = (*moe)(ffn_norm(h));
+    balance = Var<RouterScalar>(balance + out.balance_loss);
+    stats.push_back(std::move(out.stats));
+    return Var<T>(h + out.output);
+  }
+
+  void visit(nn::Members& m) override {
+    m.module("attention_norm", attention_norm);
+    m.module("attention", attention);
+    m.module("ffn_norm", ffn_norm);
+    if (moe) m.module("moe", *moe);
+    else m.module("ffn", dense);
+  }
+
+ private:
+  static nn::AttentionConfig attention_config(const TransformerConfig& c) {
+    nn::AttentionConfig a;
+    a.d_model = c.d_model;
+    a.n_heads = c.n_heads;
+    a.n_kv_heads = c.n_kv_heads;
+    a.rope = true;
+    return a;
+  }
+  static nn::MultiheadAttentionOptions attention_options(const TransformerOptions& o, Generator& gen) {
+    nn::MultiheadAttentionOptions a;
+    a.rope_theta = o.rope_theta;
+    a.memory_efficient = o.memory_efficient_attention;
+    a.generator = &gen;
+    return a;
+  }
+};
+
+template <FloatingScalar T>
+struct LMOutput {
+  Var<T> logits;                             ///< [B, T, vocab]
+  Var<typename moe::MoEOutput<T>::RouterScalar> balance_loss;  ///< sum over the MoE layers (0 when none)
+  std::vector<moe::MoEStatistics> moe_stats; ///< one per MoE layer, in order
+};
+
+/// Mean next-token cross-entropy of logits [B, T, V] against targets [B, T].
+template <FloatingScalar T>
+Var<T> lm_loss(const Var<T>& logits, const Tensor<std::int64_t>& targets) {
+  if (logits.rank() != 3 || targets.shape() != Shape{logits.size(0), logits.size(1)})
+    fail<shape_error>("lm_loss", "logits ", logits.shape(), " and targets ", targets.shape(), " must be [B, T, V] and [B, T]");
+  return nn::functional::cross_entropy(logits.reshape({-1, logits.size(2)}), targets.contiguous().reshape({-1}));
+}
+
+template <TransformerConfig C = dynamic, FloatingScalar T = float>
+class TransformerLM : public nn::Module, public nn::ConfigHolder<TransformerConfig, C> {
+  using Holder = nn::ConfigHolder<TransformerConfig, C>;
+
+ public:
+  using Options = TransformerOptions;
+  nn::Embedding<dynamic, T> embed;
+  std::vector<TransformerBlock<T>> layers;
+  nn::RMSNorm<dynamic, T> norm;
+  std::optional<nn::Linear<dynamic, T>> lm_head;  // absent when tie_embeddings
+
+  explicit TransformerLM(Options o = {}) requires(!Holder::is_dynamic) : TransformerLM(C, o, 0) {
+    static_assert(C.vocab_size > 0 && C.d_model > 0 && C.n_layers > 0 && C.n_heads > 0 && C.d_ff > 0,
+                  "TransformerLM: vocab_size, d_model, n_layers, n_heads and d_ff must be positive");
+    static_assert(C.d_model % C.n_heads == 0, "TransformerLM: n_heads must divide d_model");
+    static_assert((C.d_model / C.n_heads) % 2 == 0, "TransformerLM: the head dimension must be even (rotary embeddings)");
+    static_assert(C.n_experts == 0 || (C.top_k > 0 && C.top_k <= C.n_experts), "TransformerLM: top_k must be between 1 and n_experts");
+  }
+  explicit TransformerLM(const TransformerConfig& c, Options o = {}) requires(Holder::is_dynamic) : TransformerLM(checked(c), o, 0) {}
+  using Holder::config;
+
+  /// ids [B, T] -> logits [B, T, vocab]. With caches (one per layer, under no_grad), ids are the
+  /// new tokens and positions continue from the caches' length.
+  LMOutput<T> operator()(const Tensor<std::int64_t>& ids, std::vector<nn::KVCache<T>>* caches = nullptr) {
+    if (ids.rank() != 2) fail<shape_error>("TransformerLM", "token ids must be [batch, time], got ", ids.shape());
+    if (caches && static_cast<std::int64_t>(caches->size()) != config().n_layers)
+      fail<shape_error>("TransformerLM", caches->size(), " KV caches for ", config().n_layers, " layers");
+    LMOutput<T> out;
+    using RS = typename moe::MoEOutput<T>::RouterScalar;
+    out.balance_loss = Var<RS>(Tensor<RS>::scalar(RS(0)));
+    Var<T> x = embed(ids);
+    for (std::size_t l = 0; l < layers.size(); ++l) x = layers[l](x, caches ? &(*caches)[l] : nullptr, out.balance_loss, out.moe_stats);
+    x = norm(x);
+    out.logits = lm_head ? (*lm_head)(x) : matmul(x, embed.weight.t());
+    return out;
+  }
+
+  /// Continues `prompt` (ids [T0] or [1, T0]) by max_new_tokens sampled tokens; returns the new
+  /// ids only. Uses the KV caches: the prompt runs once, then one token per step.
+  std::vector<std::int64_t> generate(const Tensor<std::int64_t>& prompt, std::int64_t max_new_tokens, const decode::SamplingOptions& s, Generator& gen) {
+    decode::check(s);
+    if (prompt.numel() == 0) fail<shape_error>("TransformerLM::generate", "the prompt is empty");
+    const bool was_training = is_training();
+    eval();
+    no_grad guard;
+    std::vector<nn::KVCache<T>> caches(static_cast<std::size_t>(config().n_layers));
+    Tensor<std::int64_t> step = prompt.contiguous().reshape({1, -1});
+    std::vector<std::int64_t> produced;
+    for (std::int64_t i = 0; i < max_new_tokens; ++i) {
+      const Tensor<T> logits = (*this)(step, &caches).logits.value();
+      const std::int64_t v = config().vocab_size;
+      const Tensor<T> last = logits.select(1, logits.size(1) - 1).contiguous();  // [1, V]
+      const std::int64_t next = decode::sample(last.data(), v, s, gen);
+      produced.push_back(next);
+      step = Tensor<std::int64_t>::full({1, 1}, next);
+    }
+    if (was_training) train();
+    return produced;
+  }
+
+  /// Call once per optimizer step: updates each MoE layer's balancing bias (see MoELayer).
+  void finish_step() {
+    for (auto& l : layers)
+      if (l.moe) l.moe->finish_step();
+  }
+
+  void visit(nn::Members& m) override {
+    m.module("embed", embed);
+    m.modules("layers", layers);
+    m.module("norm", norm);
+    if (lm_head) m.module("lm_head", *lm_head);
+  }
+
+ private:
+  static const TransformerConfig& checked(const TransformerConfig& c) {
+    if (const char* problem = detail::transformer_problem(c)) fail<config_error>("TransformerLM", problem);
+    return c;
+  }
+  TransformerLM(const TransformerConfig& c, Options o, int)
+      : Holder(c), embed(nn::EmbeddingConfig{c.vocab_size, c.d_model}, {o.generator}), norm(nn::NormConfig{c.d_model}) {
+    Generator& gen = o.generator ? *o.generator : default_generator();
+    for (std::int64_t l = 0; l < c.n_layers; ++l) layers.emplace_back(c, c.n_experts > 0 && l >= c.first_dense_layers, o, gen);
+    if (!c.tie_embeddings) {
+      nn::LinearConfig lc;
+      lc.in_features = c.d_model;
+      lc.out_features = c.vocab_size;
+      lc.bias = false;
+      lm_head.emplace(lc, nn::LinearOptions{&gen});
+    }
+  }
+};
+
+}  // namespace dsm::models
