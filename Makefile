@@ -35,10 +35,9 @@ test-sanitize:
 
 demo: deps
 	cmake --preset release
-	cmake --build --preset release -j $(JOBS) --target examples
-	./build/release/examples/tensor_basics
-	./build/release/examples/fused_elementwise
-	./build/release/examples/train_mlp
+	cmake --build --preset release -j $(JOBS) --target moe_lm
+	bash examples/data/fetch_brown.sh build/data
+	./build/release/examples/moe_lm --data build/data/brown --out build/moe_lm
 
 # The peer in its best configuration: LibTorch with OpenBLAS (Debian's reference BLAS otherwise
 # backs LibTorch's fp32 GEMM at a few GFLOP/s). Installed when root, else the command is printed.
