@@ -31,7 +31,7 @@ test-release:
 test-sanitize:
 	cmake --preset sanitize
 	cmake --build --preset sanitize -j $(JOBS)
-	ctest --preset sanitize
+	ctest --preset sanitize -j $(JOBS)
 
 demo: deps
 	cmake --preset release
