@@ -63,6 +63,7 @@ bench: bench-deps
 	./build/bench/bench/dsm_bench_w3 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w4 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w6 --benchmark_repetitions=5
+	./build/bench/bench/dsm_bench_w7 --benchmark_repetitions=3
 
 clean:
 	rm -rf build
