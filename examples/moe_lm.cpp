@@ -27,8 +27,8 @@ struct Flags {
   std::string data = "build/data/brown";
   std::string out = "build/moe_lm";
   std::string resume;
-  std::int64_t steps = 600, batch = 16, seq = 128, d_model = 128, layers = 4, heads = 4, experts = 8, top_k = 2, d_ff = 256;
-  std::int64_t eval_every = 100, eval_windows = 48, generate = 400, threads = 0;
+  std::int64_t steps = 1200, batch = 16, seq = 128, d_model = 128, layers = 4, heads = 4, experts = 8, top_k = 2, d_ff = 256;
+  std::int64_t eval_every = 200, eval_windows = 48, generate = 400, threads = 0;
   double lr = 3e-3, aux = 0.01;
   std::uint64_t seed = 1234;
   bool quiet = false;
@@ -40,7 +40,7 @@ void usage() {
       "  --data DIR        Brown corpus folder (files ca01 ... cr09)      [build/data/brown]\n"
       "  --out DIR         checkpoint, loss.csv, loss.png go here           [build/moe_lm]\n"
       "  --resume DIR      continue from DIR/model.safetensors + optimizer.safetensors\n"
-      "  --steps N         optimizer steps                                  [600]\n"
+      "  --steps N         optimizer steps                                  [1200]\n"
       "  --batch N         sequences per step                               [16]\n"
       "  --seq N           bytes per sequence                               [128]\n"
       "  --d-model N       model width                                      [128]\n"
@@ -51,7 +51,7 @@ void usage() {
       "  --d-ff N          hidden width of each expert                      [256]\n"
       "  --lr X            peak learning rate (AdamW, cosine, warmup)       [0.003]\n"
       "  --aux X           Switch balance loss coefficient                  [0.01]\n"
-      "  --eval-every N    validation every N steps                         [100]\n"
+      "  --eval-every N    validation every N steps                         [200]\n"
       "  --generate N      bytes of text to generate at the end             [400]\n"
       "  --threads N       OpenMP threads (0: all cores)                    [0]\n"
       "  --seed N          random seed                                      [1234]\n"
