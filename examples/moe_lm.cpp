@@ -265,7 +265,7 @@ int run(const Flags& f) {
     std::vector<std::int64_t> ids;
     for (char ch : prompt) ids.push_back(static_cast<unsigned char>(ch));
     const auto out = lm.generate(dsm::Tensor<std::int64_t>::from_range(ids, {static_cast<std::int64_t>(ids.size())}), f.generate,
-                                 {.temperature = 0.8, .top_k = 40, .top_p = 0.95}, gen);
+                                 {.temperature = 0.8, .top_k = 40, .top_p = 0.95}, gen, f.seq);  // the trained context
     std::string text = prompt;
     for (auto id : out) text += (id == '\n' || (id >= 32 && id < 127)) ? static_cast<char>(id) : '?';  // bytes shown as ASCII
     std::printf("\ngenerated (temperature 0.8, top-k 40, top-p 0.95):\n%s\n", text.c_str());

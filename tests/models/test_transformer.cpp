@@ -82,6 +82,11 @@ TEST_CASE("KV-cache decoding gives the logits of full recomputation; generation 
   CHECK(a == b);
   CHECK(a != c);
   for (auto id : a) CHECK((id >= 0 && id < 16));
+  // a bounded context restarts the caches from the recent half instead of growing past it
+  dsm::Generator g4(5);
+  const auto bounded = small.generate(prompt_ids, 20, {.temperature = 0.0, .top_k = 0, .top_p = 1.0}, g4, 6);
+  CHECK(bounded.size() == 20);
+  CHECK_THROWS_AS(small.generate(prompt_ids, 2, {}, g4, 1), dsm::config_error);
 }
 
 TEST_CASE("TransformerLM parameters are named like the checkpoints; dense, MoE and tied layouts") {

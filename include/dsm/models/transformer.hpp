@@ -172,23 +172,36 @@ class TransformerLM : public nn::Module, public nn::ConfigHolder<TransformerConf
   }
 
   /// Continues `prompt` (ids [T0] or [1, T0]) by max_new_tokens sampled tokens; returns the new
-  /// ids only. Uses the KV caches: the prompt runs once, then one token per step.
-  std::vector<std::int64_t> generate(const Tensor<std::int64_t>& prompt, std::int64_t max_new_tokens, const decode::SamplingOptions& s, Generator& gen) {
+  /// ids only. Uses the KV caches: the prompt runs once, then one token per step. With
+  /// max_context > 0 (the context length the model was trained on), the caches never grow past
+  /// it: when full, they restart from the last max_context / 2 tokens, so positions stay within
+  /// what the model has seen.
+  std::vector<std::int64_t> generate(const Tensor<std::int64_t>& prompt, std::int64_t max_new_tokens, const decode::SamplingOptions& s, Generator& gen,
+                                     std::int64_t max_context = 0) {
     decode::check(s);
     if (prompt.numel() == 0) fail<shape_error>("TransformerLM::generate", "the prompt is empty");
+    if (max_context < 0 || max_context == 1) fail<config_error>("TransformerLM::generate", "max_context must be 0 (unlimited) or at least 2, got ", max_context);
     const bool was_training = is_training();
     eval();
     no_grad guard;
     std::vector<nn::KVCache<T>> caches(static_cast<std::size_t>(config().n_layers));
-    Tensor<std::int64_t> step = prompt.contiguous().reshape({1, -1});
+    std::vector<std::int64_t> context = prompt.contiguous().to_vector();
+    if (max_context > 0 && static_cast<std::int64_t>(context.size()) > max_context) context.erase(context.begin(), context.end() - max_context);
+    Tensor<std::int64_t> step = Tensor<std::int64_t>::from_range(context, {1, static_cast<std::int64_t>(context.size())});
     std::vector<std::int64_t> produced;
     for (std::int64_t i = 0; i < max_new_tokens; ++i) {
       const Tensor<T> logits = (*this)(step, &caches).logits.value();
-      const std::int64_t v = config().vocab_size;
       const Tensor<T> last = logits.select(1, logits.size(1) - 1).contiguous();  // [1, V]
-      const std::int64_t next = decode::sample(last.data(), v, s, gen);
+      const std::int64_t next = decode::sample(last.data(), config().vocab_size, s, gen);
       produced.push_back(next);
-      step = Tensor<std::int64_t>::full({1, 1}, next);
+      context.push_back(next);
+      if (max_context > 0 && caches[0].length() + 1 > max_context) {  // restart from the recent half
+        context.erase(context.begin(), context.end() - max_context / 2);
+        for (auto& c : caches) c.reset();
+        step = Tensor<std::int64_t>::from_range(context, {1, static_cast<std::int64_t>(context.size())});
+      } else {
+        step = Tensor<std::int64_t>::full({1, 1}, next);
+      }
     }
     if (was_training) train();
     return produced;
