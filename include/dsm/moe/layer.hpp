@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <vector>
@@ -114,14 +115,14 @@ class MoELayer : public nn::Module, public nn::ConfigHolder<MoEConfig, C> {
     MoEOutput<T, B> out;
     if (counting) {
       for (std::int64_t e = 0; e < c.n_experts; ++e) global_load_[static_cast<std::size_t>(e)] += plan.routed_per_expert[static_cast<std::size_t>(e)];
-      global_assignments_ += tokens * c.top_k;
     }
     out.balance_loss = Var<RouterScalar>(Tensor<RouterScalar>::scalar(RouterScalar(0)));
     if (options_.aux_loss_coef > 0 || options_.seq_aux_loss_coef > 0) {
       const Var<RouterScalar> probs = balance_probabilities(r.scores, c.gate);
       if (options_.aux_loss_coef > 0) {
-        const bool global = options_.balance_scope == BalanceScope::global_batch && global_assignments_ > 0;
-        const Var<RouterScalar> aux = global ? switch_balance_loss(probs, global_load_, global_assignments_, options_.aux_loss_coef)
+        const std::int64_t global_assignments = std::accumulate(global_load_.begin(), global_load_.end(), std::int64_t{0});
+        const bool global = options_.balance_scope == BalanceScope::global_batch && global_assignments > 0;
+        const Var<RouterScalar> aux = global ? switch_balance_loss(probs, global_load_, global_assignments, options_.aux_loss_coef)
                                              : switch_balance_loss(probs, plan.routed_per_expert, tokens * c.top_k, options_.aux_loss_coef);
         out.stats.aux_loss = static_cast<double>(aux.item());
         out.balance_loss = Var<RouterScalar>(out.balance_loss + aux);
@@ -161,7 +162,6 @@ class MoELayer : public nn::Module, public nn::ConfigHolder<MoEConfig, C> {
   LoadStatistics global_load() const { return load_statistics(global_load_, 0); }
   void reset_global_batch() {
     global_load_.assign(static_cast<std::size_t>(config().n_experts), 0);
-    global_assignments_ = 0;
   }
 
   void visit(nn::Members& m) override {
@@ -189,8 +189,7 @@ class MoELayer : public nn::Module, public nn::ConfigHolder<MoEConfig, C> {
 
   Options options_;
   Generator noise_;
-  std::vector<std::int64_t> global_load_;
-  std::int64_t global_assignments_ = 0;
+  std::vector<std::int64_t> global_load_;  // assignments per expert since the last finish_step()
 };
 
 }  // namespace dsm::moe

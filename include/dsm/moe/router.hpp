@@ -1,6 +1,6 @@
 // dsm/moe/router.hpp: the gating network of an MoE layer, computed in fp32.
 //
-//   dsm::moe::Router router(/*d_model*/ 64, /*n_experts*/ 8, gen);
+//   dsm::moe::Router<> router(/*d_model*/ 64, /*n_experts*/ 8, gen);    // fp32 router
 //   auto r = router.route(x, {.top_k = 2});   // x: Var<float> [tokens, 64]
 //   r.expert_ids;                             // [tokens, 2], best first
 //   r.weights;                                // Var<float> [tokens, 2], differentiable
