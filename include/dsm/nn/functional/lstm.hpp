@@ -1,0 +1,359 @@
+// dsm/nn/functional/lstm.hpp: one LSTM layer (one or both directions) as a single autograd node.
+//
+//   std::vector<functional::LSTMDirection<float>> dirs{{w_ih, w_hh, b_ih, b_hh}, {...reverse}};
+//   auto r = functional::lstm_layer(x, dirs, {.batch_first = true}, lengths);   // x [B, T, I]
+//   r.output  // [B, T, 2H]: the forward direction in [..., :H], the reverse one in [..., H:]
+//   r.h_n     // [2, B, H], r.c_n likewise
+//
+// Gates follow torch.nn.LSTM (order i, f, g, o; weight_ih [4H, I], weight_hh [4H, H]):
+//   (i, f, g, o) = (sigma, sigma, tanh, sigma)(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)
+//   c_t = f c_{t-1} + i g,   h_t = o tanh(c_t).
+// The input projections of every time step and both directions are ONE GEMM before the
+// recurrence; each step then runs one [B, H] x [H, 4H] GEMM with the gate non-linearities and the
+// cell update fused into one pass over its rows. Backward through time mirrors it: per step one
+// fused pass and one [B, 4H] x [4H, H] GEMM, then dW_ih, dW_hh, dx and the biases as whole-sequence
+// GEMMs and sums. The two directions run concurrently when two threads are available.
+//
+// Variable lengths: sequence b is valid at steps t < lengths[b]. Padded steps neither change the
+// state nor receive gradient; their outputs are zero (as pad_packed_sequence gives them), and h_n,
+// c_n are the states after the last valid step (the reverse direction starts at lengths[b] - 1),
+// as with packed sequences in PyTorch.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "../../autograd/autograd.hpp"
+#include "../../expr/math.hpp"
+
+namespace dsm::nn::functional {
+
+/// The weights of one direction, named as torch.nn.LSTM names them. The biases may be undefined.
+template <class T, class B = cpu>
+struct LSTMDirection {
+  Var<T, B> w_ih;  // [4H, I]
+  Var<T, B> w_hh;  // [4H, H]
+  Var<T, B> b_ih;  // [4H]
+  Var<T, B> b_hh;  // [4H]
+};
+
+struct LSTMLayerOptions {
+  bool batch_first = true;  ///< x is [B, T, I] (else [T, B, I]); the output follows
+};
+
+/// The result of one layer. output [B, T, D*H] (or [T, B, D*H]); h_n and c_n [D, B, H].
+template <class T, class B = cpu>
+struct LSTMLayerResult {
+  Var<T, B> output;
+  Var<T, B> h_n;
+  Var<T, B> c_n;
+};
+
+/// Checks lengths against a batch of `batch` sequences of `steps` steps; empty means all full.
+inline std::vector<std::int64_t> checked_lengths(const char* op, std::span<const std::int64_t> lengths, std::int64_t batch, std::int64_t steps) {
+  if (lengths.empty()) return std::vector<std::int64_t>(static_cast<std::size_t>(batch), steps);
+  if (static_cast<std::int64_t>(lengths.size()) != batch) fail<shape_error>(op, lengths.size(), " lengths for a batch of ", batch);
+  for (std::size_t b = 0; b < lengths.size(); ++b)
+    if (lengths[b] < 0 || lengths[b] > steps) fail<index_error>(op, "length ", lengths[b], " of sequence ", b, " is outside [0, ", steps, "]");
+  return {lengths.begin(), lengths.end()};
+}
+
+/// The lengths of a prefix mask [B, T] (true = a real token). Fails when a sequence has a gap.
+template <class Bk>
+std::vector<std::int64_t> lengths_from_mask(const char* op, const Tensor<bool, Bk>& mask) {
+  if (mask.rank() != 2) fail<shape_error>(op, "mask of shape ", mask.shape(), " must be [batch, time]");
+  const std::int64_t n = mask.size(0), steps = mask.size(1);
+  const auto m = mask.contiguous().to_vector();
+  std::vector<std::int64_t> lengths(static_cast<std::size_t>(n));
+  for (std::int64_t b = 0; b < n; ++b) {
+    std::int64_t len = 0;
+    while (len < steps && m[static_cast<std::size_t>(b * steps + len)]) ++len;
+    for (std::int64_t t = len; t < steps; ++t)
+      if (m[static_cast<std::size_t>(b * steps + t)]) fail<error>(op, "mask of sequence ", b, " has a gap at step ", len, " (masks must be prefixes)");
+    lengths[static_cast<std::size_t>(b)] = len;
+  }
+  return lengths;
+}
+
+namespace detail {
+
+/// Where row (b, t) of a [B, T, ...] or [T, B, ...] layout lives, in rows.
+struct StepLayout {
+  std::int64_t batch, steps, step_stride, batch_stride;
+  std::int64_t row(std::int64_t b, std::int64_t t) const { return b * batch_stride + t * step_stride; }
+};
+
+/// Gates of one valid row: activates g4 [i f g o] in place and returns the new (h, c).
+template <class T>
+void lstm_cell_forward(std::int64_t h, T* g4, const T* c_prev, T* h_out, T* c_out) {
+  DSM_SIMD for (std::int64_t j = 0; j < h; ++j) {
+    const T i = math::sigmoid(g4[j]), f = math::sigmoid(g4[h + j]), g = math::tanh(g4[2 * h + j]), o = math::sigmoid(g4[3 * h + j]);
+    g4[j] = i;
+    g4[h + j] = f;
+    g4[2 * h + j] = g;
+    g4[3 * h + j] = o;
+    const T c = f * c_prev[j] + i * g;
+    c_out[j] = c;
+    h_out[j] = o * math::tanh(c);
+  }
+}
+
+/// The backward of one valid row: from the activated gates a4, c_{t-1}, dh (total) and dc (in:
+/// from step t+1, out: to step t-1), writes the pre-activation gradients d4.
+template <class T>
+void lstm_cell_backward(std::int64_t h, const T* a4, const T* c_prev, const T* dh, T* dc, T* d4) {
+  DSM_SIMD for (std::int64_t j = 0; j < h; ++j) {
+    const T i = a4[j], f = a4[h + j], g = a4[2 * h + j], o = a4[3 * h + j];
+    const T c = f * c_prev[j] + i * g, tc = math::tanh(c);
+    const T dct = dc[j] + dh[j] * o * (T(1) - tc * tc);
+    d4[j] = dct * g * i * (T(1) - i);
+    d4[h + j] = dct * c_prev[j] * f * (T(1) - f);
+    d4[2 * h + j] = dct * i * (T(1) - g * g);
+    d4[3 * h + j] = dh[j] * tc * o * (T(1) - o);
+    dc[j] = dct * f;
+  }
+}
+
+/// Everything one direction's recurrence reads and writes, as raw row-major buffers.
+template <class T>
+struct DirectionBuffers {
+  const T* w_hh;   // [4H, H]
+  T* gates;        // column block of the [rows, D*4H] gate matrix (ld D*4H)
+  T* h_prev;       // column block of [rows, D*H]: the state entering each step
+  T* c_prev;
+  T* out;          // column block of the packed output (rows of width D*H)
+  T* h_last;       // [B, H] rows of the packed output for h_n, c_n (ld D*H)
+  T* c_last;
+  const T* h0;     // [B, H] or null (zeros)
+  const T* c0;
+  bool reverse;
+};
+
+template <class T, class B>
+void lstm_direction_forward(const StepLayout& L, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
+                            const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row) {
+  const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
+  std::vector<T> hs(static_cast<std::size_t>(nb * h)), cs(static_cast<std::size_t>(nb * h)), gstep(static_cast<std::size_t>(nb * 4 * h));
+  for (std::int64_t b = 0; b < nb; ++b)
+    for (std::int64_t j = 0; j < h; ++j) {
+      hs[static_cast<std::size_t>(b * h + j)] = d.h0 ? d.h0[b * h + j] : T(0);
+      cs[static_cast<std::size_t>(b * h + j)] = d.c0 ? d.c0[b * h + j] : T(0);
+    }
+  for (std::int64_t s = 0; s < L.steps; ++s) {
+    const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
+    // [B, 4H] = h_{t-1} W_hh^T, added to the precomputed input projections below.
+    B::gemm(false, true, nb, 4 * h, h, T(1), hs.data(), h, d.w_hh, h, T(0), gstep.data(), 4 * h);
+    for (std::int64_t b = 0; b < nb; ++b) {
+      const std::int64_t r = L.row(b, t);
+      T* hp = d.h_prev + r * ldh;
+      T* cp = d.c_prev + r * ldh;
+      T* hb = hs.data() + b * h;
+      T* cb = cs.data() + b * h;
+      T* o = d.out + out_row[static_cast<std::size_t>(r)] * ldh;
+      std::copy(hb, hb + h, hp);
+      std::copy(cb, cb + h, cp);
+      if (t >= lengths[static_cast<std::size_t>(b)]) {  // padding: the state passes through
+        std::fill(o, o + h, T(0));
+        continue;
+      }
+      T* g4 = d.gates + r * ldg;
+      const T* gs = gstep.data() + b * 4 * h;
+      DSM_SIMD for (std::int64_t j = 0; j < 4 * h; ++j) g4[j] += gs[j];
+      lstm_cell_forward(h, g4, cp, hb, cb);
+      std::copy(hb, hb + h, o);
+    }
+  }
+  for (std::int64_t b = 0; b < nb; ++b) {
+    std::copy(hs.data() + b * h, hs.data() + (b + 1) * h, d.h_last + b * ldh);
+    std::copy(cs.data() + b * h, cs.data() + (b + 1) * h, d.c_last + b * ldh);
+  }
+}
+
+/// Backward through time of one direction. dgates receives the pre-activation gradients (zero
+/// on padding); dh0 and dc0 [B, H] the gradients of the initial state.
+template <class T, class B>
+void lstm_direction_backward(const StepLayout& L, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
+                             const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row, const T* dout, const T* dh_n, const T* dc_n,
+                             T* dgates, T* dh0, T* dc0) {
+  const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
+  std::vector<T> dh(static_cast<std::size_t>(nb * h)), dc(static_cast<std::size_t>(nb * h)), dstep(static_cast<std::size_t>(nb * 4 * h));
+  std::vector<T> dh_rec(static_cast<std::size_t>(nb * h)), dtotal(static_cast<std::size_t>(h));
+  for (std::int64_t b = 0; b < nb; ++b)  // the gradients reaching h_n and c_n ([B, H] rows, ld D*H)
+    for (std::int64_t j = 0; j < h; ++j) {
+      dh[static_cast<std::size_t>(b * h + j)] = dh_n[b * ldh + j];
+      dc[static_cast<std::size_t>(b * h + j)] = dc_n[b * ldh + j];
+    }
+  for (std::int64_t s = L.steps - 1; s >= 0; --s) {
+    const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
+    bool any = false;
+    for (std::int64_t b = 0; b < nb; ++b) {
+      const std::int64_t r = L.row(b, t);
+      T* d4 = dstep.data() + b * 4 * h;
+      T* dg = dgates + r * ldg;
+      if (t >= lengths[static_cast<std::size_t>(b)]) {
+        std::fill(d4, d4 + 4 * h, T(0));
+        std::fill(dg, dg + 4 * h, T(0));
+        continue;
+      }
+      any = true;
+      const T* dy = dout + out_row[static_cast<std::size_t>(r)] * ldh;
+      const T* dhb = dh.data() + b * h;
+      DSM_SIMD for (std::int64_t j = 0; j < h; ++j) dtotal[static_cast<std::size_t>(j)] = dy[j] + dhb[j];
+      lstm_cell_backward(h, d.gates + r * ldg, d.c_prev + r * ldh, dtotal.data(), dc.data() + b * h, d4);
+      std::copy(d4, d4 + 4 * h, dg);
+    }
+    if (!any) continue;
+    // dh_{t-1} = dgates_t W_hh; padded rows keep their incoming gradient (their state passed through).
+    B::gemm(false, false, nb, h, 4 * h, T(1), dstep.data(), 4 * h, d.w_hh, h, T(0), dh_rec.data(), h);
+    for (std::int64_t b = 0; b < nb; ++b)
+      if (t < lengths[static_cast<std::size_t>(b)]) std::copy(dh_rec.data() + b * h, dh_rec.data() + (b + 1) * h, dh.data() + b * h);
+  }
+  std::copy(dh.begin(), dh.end(), dh0);
+  std::copy(dc.begin(), dc.end(), dc0);
+}
+
+/// Runs f(d) for each direction, concurrently when there are two and threads to spare.
+template <class F>
+void for_each_direction(std::int64_t n_dirs, F&& f) {
+#if defined(_OPENMP)
+  if (n_dirs == 2 && omp_get_max_threads() >= 2 && !omp_in_parallel()) {
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+    for (std::int64_t d = 0; d < 2; ++d) f(d);
+    return;
+  }
+#endif
+  for (std::int64_t d = 0; d < n_dirs; ++d) f(d);
+}
+
+}  // namespace detail
+
+/// One LSTM layer over x, in one direction (dirs.size() == 1) or both (2; dirs[1] reads the
+/// sequence backwards). h0 and c0 are [D, B, H] or undefined (zeros); lengths as described above
+/// (empty: every sequence is full). Requires float or double and matching shapes.
+template <FloatingScalar T, class B>
+LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirection<T, B>> dirs, LSTMLayerOptions o = {},
+                                 std::span<const std::int64_t> lengths = {}, const Var<T, B>& h0 = {}, const Var<T, B>& c0 = {}) {
+  constexpr const char* op = "lstm_layer";
+  const auto n_dirs = static_cast<std::int64_t>(dirs.size());
+  if (n_dirs != 1 && n_dirs != 2) fail<config_error>(op, "1 or 2 directions, got ", n_dirs);
+  if (x.rank() != 3) fail<shape_error>(op, "input of shape ", x.shape(), " must be ", o.batch_first ? "[batch, time, features]" : "[time, batch, features]");
+  const std::int64_t nb = o.batch_first ? x.size(0) : x.size(1), steps = o.batch_first ? x.size(1) : x.size(0), in = x.size(2);
+  const std::int64_t h = dirs[0].w_hh.defined() ? dirs[0].w_hh.size(-1) : 0;
+  for (std::int64_t d = 0; d < n_dirs; ++d) {
+    const auto& w = dirs[static_cast<std::size_t>(d)];
+    if (!w.w_ih.defined() || !w.w_hh.defined() || w.w_ih.shape() != Shape{4 * h, in} || w.w_hh.shape() != Shape{4 * h, h})
+      fail<shape_error>(op, "direction ", d, ": weight_ih ", w.w_ih.defined() ? w.w_ih.shape() : Shape{}, " and weight_hh ",
+                        w.w_hh.defined() ? w.w_hh.shape() : Shape{}, " must be [4H, ", in, "] and [4H, H] with H = ", h);
+    for (const auto* bias : {&w.b_ih, &w.b_hh})
+      if (bias->defined() && bias->shape() != Shape{4 * h}) fail<shape_error>(op, "direction ", d, ": bias of shape ", bias->shape(), " must be [", 4 * h, "]");
+  }
+  if (h <= 0) fail<shape_error>(op, "hidden size must be positive");
+  for (const auto* s : {&h0, &c0})
+    if (s->defined() && s->shape() != Shape{n_dirs, nb, h}) fail<shape_error>(op, "initial state of shape ", s->shape(), " must be [", n_dirs, ", ", nb, ", ", h, "]");
+  const std::vector<std::int64_t> lens = checked_lengths(op, lengths, nb, steps);
+
+  const detail::StepLayout L{nb, steps, o.batch_first ? 1 : nb, o.batch_first ? steps : 1};
+  const std::int64_t rows = nb * steps, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
+  // The node's value packs output, h_n and c_n: [B, T+2, D*H] (or [T+2, B, D*H]), the steps
+  // first, then the rows of h_n and of c_n; the three results are views of it.
+  std::vector<std::int64_t> out_row(static_cast<std::size_t>(rows));
+  for (std::int64_t b = 0; b < nb; ++b)
+    for (std::int64_t t = 0; t < steps; ++t) out_row[static_cast<std::size_t>(L.row(b, t))] = o.batch_first ? b * (steps + 2) + t : t * nb + b;
+  const bool batch_first = o.batch_first;
+  auto packed_state_row = [=](std::int64_t which, std::int64_t b) { return batch_first ? b * (steps + 2) + steps + which : (steps + which) * nb + b; };
+
+  const Tensor<T, B> xv = x.value().contiguous().reshape({rows, in});
+  Tensor<T, B> w_ih_all({n_dirs * 4 * h, in}), gates({rows, ldg}), h_prev({rows, ldh}), c_prev({rows, ldh});
+  std::vector<Tensor<T, B>> w_hh;
+  Tensor<T, B> bias_all = Tensor<T, B>::zeros({ldg});
+  for (std::int64_t d = 0; d < n_dirs; ++d) {
+    const auto& w = dirs[static_cast<std::size_t>(d)];
+    w_ih_all.narrow(0, d * 4 * h, 4 * h).copy_(w.w_ih.value());
+    w_hh.push_back(w.w_hh.value().contiguous());
+    if (w.b_ih.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_ih.value();
+    if (w.b_hh.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_hh.value();
+  }
+  // Input projections of all steps and directions: gates = x W_ih^T + b, one GEMM.
+  gates.copy_(bias_all.unsqueeze(0));
+  B::gemm(false, true, rows, ldg, in, T(1), xv.data(), in, w_ih_all.data(), in, T(1), gates.data(), ldg);
+
+  const Tensor<T, B> h0v = h0.defined() ? h0.value().contiguous() : Tensor<T, B>(), c0v = c0.defined() ? c0.value().contiguous() : Tensor<T, B>();
+  Tensor<T, B> packed(o.batch_first ? Shape{nb, steps + 2, ldh} : Shape{steps + 2, nb, ldh});
+  Tensor<T, B> last({2, nb, ldh});  // h_n and c_n as contiguous [B, D*H] blocks, then scattered into packed
+  auto buffers = [=](std::int64_t d) {  // by value: the backward closure keeps its own copy
+    return detail::DirectionBuffers<T>{w_hh[static_cast<std::size_t>(d)].data(), gates.data() + d * 4 * h, h_prev.data() + d * h,
+                                       c_prev.data() + d * h, packed.data() + d * h, last.data() + d * h, last.data() + nb * ldh + d * h,
+                                       h0v.defined() ? h0v.data() + d * nb * h : nullptr, c0v.defined() ? c0v.data() + d * nb * h : nullptr, d == 1};
+  };
+  detail::for_each_direction(n_dirs, [&](std::int64_t d) { detail::lstm_direction_forward<T, B>(L, h, n_dirs, lens, buffers(d), out_row); });
+  for (std::int64_t which = 0; which < 2; ++which)
+    for (std::int64_t b = 0; b < nb; ++b)
+      std::copy(last.data() + (which * nb + b) * ldh, last.data() + (which * nb + b + 1) * ldh, packed.data() + packed_state_row(which, b) * ldh);
+
+  std::vector<autograd::Edge> edges{autograd::edge_of(x)};
+  for (const auto& w : dirs) {
+    edges.push_back(autograd::edge_of(w.w_ih));
+    edges.push_back(autograd::edge_of(w.w_hh));
+    edges.push_back(autograd::edge_of(w.b_ih));
+    edges.push_back(autograd::edge_of(w.b_hh));
+  }
+  edges.push_back(autograd::edge_of(h0));
+  edges.push_back(autograd::edge_of(c0));
+
+  Var<T, B> result = autograd::make_result(
+      op, packed, std::move(edges),
+      [=](const Tensor<T, B>& dpacked0, const std::vector<autograd::Edge>& in_edges) {
+        const Tensor<T, B> dpacked = dpacked0.contiguous();
+        Tensor<T, B> dlast({2, nb, ldh}), dgates({rows, ldg}), dstate({2, n_dirs, nb, h});
+        for (std::int64_t which = 0; which < 2; ++which)
+          for (std::int64_t b = 0; b < nb; ++b) {
+            const T* src = dpacked.data() + packed_state_row(which, b) * ldh;
+            std::copy(src, src + ldh, dlast.data() + (which * nb + b) * ldh);
+          }
+        detail::for_each_direction(n_dirs, [&](std::int64_t d) {
+          detail::lstm_direction_backward<T, B>(L, h, n_dirs, lens, buffers(d), out_row, dpacked.data() + d * h, dlast.data() + d * h,
+                                                dlast.data() + nb * ldh + d * h, dgates.data() + d * 4 * h, dstate.data() + d * nb * h,
+                                                dstate.data() + (n_dirs + d) * nb * h);
+        });
+        if (in_edges[0]) {  // dx = dgates [rows, D*4H] W_ih_all [D*4H, I]
+          Tensor<T, B> dx({rows, in});
+          B::gemm(false, false, rows, in, ldg, T(1), dgates.data(), ldg, w_ih_all.data(), in, T(0), dx.data(), in);
+          autograd::accumulate_input(in_edges[0], dx.reshape(batch_first ? Shape{nb, steps, in} : Shape{steps, nb, in}));
+        }
+        for (std::int64_t d = 0; d < n_dirs; ++d) {
+          const auto e = static_cast<std::size_t>(1 + 4 * d);
+          const T* dg = dgates.data() + d * 4 * h;
+          if (in_edges[e]) {  // dW_ih = dgates^T x over all steps
+            Tensor<T, B> dw({4 * h, in});
+            B::gemm(true, false, 4 * h, in, rows, T(1), dg, ldg, xv.data(), in, T(0), dw.data(), in);
+            autograd::accumulate_input(in_edges[e], std::move(dw));
+          }
+          if (in_edges[e + 1]) {  // dW_hh = dgates^T h_{t-1} over all steps
+            Tensor<T, B> dw({4 * h, h});
+            B::gemm(true, false, 4 * h, h, rows, T(1), dg, ldg, h_prev.data() + d * h, ldh, T(0), dw.data(), h);
+            autograd::accumulate_input(in_edges[e + 1], std::move(dw));
+          }
+          if (in_edges[e + 2] || in_edges[e + 3]) {  // both biases get the column sums
+            Tensor<T, B> db = Tensor<T, B>::zeros({4 * h});
+            T* sum = db.data();
+            for (std::int64_t r = 0; r < rows; ++r) {
+              const T* row = dg + r * ldg;
+              DSM_SIMD for (std::int64_t j = 0; j < 4 * h; ++j) sum[j] += row[j];
+            }
+            if (in_edges[e + 2]) autograd::accumulate_input(in_edges[e + 2], db.clone());
+            if (in_edges[e + 3]) autograd::accumulate_input(in_edges[e + 3], std::move(db));
+          }
+        }
+        const auto e0 = static_cast<std::size_t>(1 + 4 * n_dirs);
+        if (in_edges[e0]) autograd::accumulate_input(in_edges[e0], dstate.select(0, 0).clone());
+        if (in_edges[e0 + 1]) autograd::accumulate_input(in_edges[e0 + 1], dstate.select(0, 1).clone());
+      });
+
+  const std::int64_t time_dim = o.batch_first ? 1 : 0;
+  auto state = [&](std::int64_t which) {  // [B, D*H] -> [D, B, H]
+    return result.select(time_dim, steps + which).reshape({nb, n_dirs, h}).transpose(0, 1);
+  };
+  return {result.narrow(time_dim, 0, steps), state(0), state(1)};
+}
+
+}  // namespace dsm::nn::functional
