@@ -62,6 +62,7 @@ bench: bench-deps
 	./build/bench/bench/dsm_bench_w2 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w3 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w4 --benchmark_repetitions=5
+	./build/bench/bench/dsm_bench_w5 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w6 --benchmark_repetitions=5
 	./build/bench/bench/dsm_bench_w7 --benchmark_repetitions=3
 

@@ -21,6 +21,8 @@
 #include <dsm/data/brown.hpp>
 #include <dsm/dsm.hpp>
 
+#include "common/cli.hpp"
+
 namespace {
 
 struct Flags {
@@ -60,46 +62,15 @@ void usage() {
 
 Flags parse(int argc, char** argv) {
   Flags f;
-  std::map<std::string, std::int64_t*> ints{{"--steps", &f.steps},   {"--batch", &f.batch},     {"--seq", &f.seq},         {"--d-model", &f.d_model},
-                                            {"--layers", &f.layers}, {"--heads", &f.heads},     {"--experts", &f.experts}, {"--top-k", &f.top_k},
-                                            {"--d-ff", &f.d_ff},     {"--eval-every", &f.eval_every}, {"--generate", &f.generate}, {"--threads", &f.threads}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      usage();
-      std::exit(0);
-    }
-    if (a == "--quiet") {
-      f.quiet = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw std::runtime_error("flag " + a + " needs a value (see --help)");
-    const std::string v = argv[++i];
-    try {
-      std::size_t used = 0;
-      if (auto it = ints.find(a); it != ints.end()) {
-        *it->second = std::stoll(v, &used);
-        if (*it->second < 0) throw std::invalid_argument("negative");
-      } else if (a == "--lr") {
-        f.lr = std::stod(v, &used);
-      } else if (a == "--aux") {
-        f.aux = std::stod(v, &used);
-      } else if (a == "--seed") {
-        f.seed = std::stoull(v, &used);
-      } else if (a == "--data") {
-        f.data = v, used = v.size();
-      } else if (a == "--out") {
-        f.out = v, used = v.size();
-      } else if (a == "--resume") {
-        f.resume = v, used = v.size();
-      } else {
-        throw std::runtime_error("unknown flag " + a + " (see --help)");
-      }
-      if (used != v.size()) throw std::invalid_argument("trailing characters");
-    } catch (const std::logic_error&) {
-      throw std::runtime_error("flag " + a + ": '" + v + "' is not a valid value");
-    }
-  }
+  examples::FlagSet flags;
+  flags.ints = {{"--steps", &f.steps},   {"--batch", &f.batch},     {"--seq", &f.seq},         {"--d-model", &f.d_model},
+                {"--layers", &f.layers}, {"--heads", &f.heads},     {"--experts", &f.experts}, {"--top-k", &f.top_k},
+                {"--d-ff", &f.d_ff},     {"--eval-every", &f.eval_every}, {"--generate", &f.generate}, {"--threads", &f.threads}};
+  flags.reals = {{"--lr", &f.lr}, {"--aux", &f.aux}};
+  flags.seeds = {{"--seed", &f.seed}};
+  flags.strings = {{"--data", &f.data}, {"--out", &f.out}, {"--resume", &f.resume}};
+  flags.switches = {{"--quiet", &f.quiet}};
+  examples::parse_flags(argc, argv, flags, usage);
   if (f.steps == 0 || f.batch == 0 || f.seq < 2 || f.eval_every == 0) throw std::runtime_error("--steps, --batch, --eval-every must be positive and --seq at least 2");
   return f;
 }
@@ -162,12 +133,7 @@ double validation_bpb(dsm::models::TransformerLM<dsm::dynamic>& lm, const std::s
   return nats / static_cast<double>(windows) / std::log(2.0);
 }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  const int m = static_cast<int>(s) / 60;
-  std::snprintf(buf, sizeof buf, "%d:%02d", m, static_cast<int>(s) - 60 * m);
-  return buf;
-}
+using examples::format_seconds;
 
 int run(const Flags& f) {
   if (f.threads > 0) dsm::set_num_threads(static_cast<int>(f.threads));

@@ -29,3 +29,4 @@
 #include "optim/optim.hpp"
 #include "io/io.hpp"
 #include "models/transformer.hpp"
+#include "models/tagger.hpp"

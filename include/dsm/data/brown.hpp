@@ -110,6 +110,53 @@ inline BrownSplit split_brown(const std::vector<BrownFile>& files) {
   return s;
 }
 
+/// The coarse tagset of the POS tagger, 12 tags in the spirit of the universal tagset (Petrov et
+/// al. 2012): NOUN VERB ADJ ADV PRON DET ADP NUM CONJ PRT . X.
+inline const std::vector<std::string>& coarse_tagset() {
+  static const std::vector<std::string> tags{"NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "NUM", "CONJ", "PRT", ".", "X"};
+  return tags;
+}
+
+/// A Brown tag reduced to the coarse tagset. Rules, in order: foreign words (fw-...) are X; a
+/// contraction (ppss+bem) takes its first part; the title/headline/citation suffixes -tl -hl
+/// -nc, the negation mark * and the possessive $ are dropped; then the base tag maps as
+///   NOUN nn nns np nps nr nrs | VERB vb* be* do* hv* md | ADJ jj jjr jjs jjt od
+///   ADV rb rbr rbt rn ql qlp wql wrb and * (not) | PRON pn pp pp$ ppl ppls ppo pps ppss wp wpo wps
+///   DET at ap abl abn abx dt dti dts dtx wdt ex | ADP in | NUM cd | CONJ cc cs | PRT rp to
+///   . punctuation | X uh nil and anything else.
+inline std::string coarse_tag(std::string_view brown_tag) {
+  std::string t(brown_tag);
+  if (t.rfind("fw-", 0) == 0) return "X";
+  if (const auto plus = t.find('+'); plus != std::string::npos && plus > 0) t.resize(plus);
+  if (t == "*") return "ADV";
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::string_view suffix : {"-tl", "-hl", "-nc"})
+      if (t.size() > suffix.size() && t.compare(t.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        t.resize(t.size() - suffix.size());
+        changed = true;
+      }
+    if (t.size() > 1 && (t.back() == '*' || t.back() == '$')) {
+      t.pop_back();
+      changed = true;
+    }
+  }
+  auto in = [&](std::initializer_list<std::string_view> set) { return std::find(set.begin(), set.end(), t) != set.end(); };
+  if (in({"nn", "nns", "np", "nps", "nr", "nrs"})) return "NOUN";
+  if (in({"vb", "vbd", "vbg", "vbn", "vbz", "be", "bed", "bedz", "beg", "bem", "ben", "ber", "bez", "do", "dod", "doz", "hv", "hvd", "hvg", "hvn", "hvz", "md"}))
+    return "VERB";
+  if (in({"jj", "jjr", "jjs", "jjt", "od"})) return "ADJ";
+  if (in({"rb", "rbr", "rbt", "rn", "ql", "qlp", "wql", "wrb"})) return "ADV";
+  if (in({"pn", "pp", "ppl", "ppls", "ppo", "pps", "ppss", "wp", "wpo", "wps"})) return "PRON";
+  if (in({"at", "ap", "abl", "abn", "abx", "dt", "dti", "dts", "dtx", "wdt", "ex"})) return "DET";
+  if (t == "in") return "ADP";
+  if (t == "cd") return "NUM";
+  if (t == "cc" || t == "cs") return "CONJ";
+  if (t == "rp" || t == "to") return "PRT";
+  if (in({".", ",", ":", "(", ")", "--", "''", "``", "'"})) return ".";
+  return "X";
+}
+
 /// One sentence per line, words joined by single spaces, `` and '' written as ".
 inline std::string plain_text(const std::vector<BrownFile>& files) {
   std::string out;

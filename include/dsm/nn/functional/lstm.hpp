@@ -118,6 +118,7 @@ void lstm_cell_backward(std::int64_t h, const T* a4, const T* c_prev, const T* d
 template <class T>
 struct DirectionBuffers {
   const T* w_hh;   // [4H, H]
+  const T* w_hh_t; // [H, 4H]: W_hh^T, so the per-step forward GEMM packs unit-stride rows
   T* gates;        // column block of the [rows, D*4H] gate matrix (ld D*4H)
   T* h_prev;       // column block of [rows, D*H]: the state entering each step
   T* c_prev;
@@ -142,7 +143,7 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t h, std::int64_t n_
   for (std::int64_t s = 0; s < L.steps; ++s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
     // [B, 4H] = h_{t-1} W_hh^T, added to the precomputed input projections below.
-    B::gemm(false, true, nb, 4 * h, h, T(1), hs.data(), h, d.w_hh, h, T(0), gstep.data(), 4 * h);
+    B::gemm(false, false, nb, 4 * h, h, T(1), hs.data(), h, d.w_hh_t, 4 * h, T(0), gstep.data(), 4 * h);
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
       T* hp = d.h_prev + r * ldh;
@@ -264,12 +265,13 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
 
   const Tensor<T, B> xv = x.value().contiguous().reshape({rows, in});
   Tensor<T, B> w_ih_all({n_dirs * 4 * h, in}), gates({rows, ldg}), h_prev({rows, ldh}), c_prev({rows, ldh});
-  std::vector<Tensor<T, B>> w_hh;
+  std::vector<Tensor<T, B>> w_hh, w_hh_t;
   Tensor<T, B> bias_all = Tensor<T, B>::zeros({ldg});
   for (std::int64_t d = 0; d < n_dirs; ++d) {
     const auto& w = dirs[static_cast<std::size_t>(d)];
     w_ih_all.narrow(0, d * 4 * h, 4 * h).copy_(w.w_ih.value());
     w_hh.push_back(w.w_hh.value().contiguous());
+    w_hh_t.push_back(w.w_hh.value().t().contiguous());
     if (w.b_ih.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_ih.value();
     if (w.b_hh.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_hh.value();
   }
@@ -281,7 +283,7 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
   Tensor<T, B> packed(o.batch_first ? Shape{nb, steps + 2, ldh} : Shape{steps + 2, nb, ldh});
   Tensor<T, B> last({2, nb, ldh});  // h_n and c_n as contiguous [B, D*H] blocks, then scattered into packed
   auto buffers = [=](std::int64_t d) {  // by value: the backward closure keeps its own copy
-    return detail::DirectionBuffers<T>{w_hh[static_cast<std::size_t>(d)].data(), gates.data() + d * 4 * h, h_prev.data() + d * h,
+    return detail::DirectionBuffers<T>{w_hh[static_cast<std::size_t>(d)].data(), w_hh_t[static_cast<std::size_t>(d)].data(), gates.data() + d * 4 * h, h_prev.data() + d * h,
                                        c_prev.data() + d * h, packed.data() + d * h, last.data() + d * h, last.data() + nb * ldh + d * h,
                                        h0v.defined() ? h0v.data() + d * nb * h : nullptr, c0v.defined() ? c0v.data() + d * nb * h : nullptr, d == 1};
   };
