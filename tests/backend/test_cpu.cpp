@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <array>
 #include <atomic>
 #include <vector>
 
@@ -86,4 +87,30 @@ TEST_CASE("bf16 inputs are widened while packing and accumulate in float") {
   auto ref = dsm::matmul(a.to<double>(), b.to<double>());  // the exact products of the bf16 values
   for (std::int64_t i = 0; i < 37; ++i)
     for (std::int64_t j = 0; j < 21; ++j) CHECK(std::abs(c(i, j) - ref(i, j)) < 1e-4);
+}
+
+TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A; shapes checked") {
+  dsm::Generator gen(17);
+  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{32, 512, 128}, {7, 100, 400}, {1, 33, 5}}) {
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    const auto w = dsm::Tensor<float>::randn({k, n}, gen);
+    const auto packed = dsm::cpu::pack_b(false, k, n, w.data(), n);
+    const auto wt = w.t().contiguous();  // [n, k]: the transposed storage packs to the same blocks
+    const auto packed_t = dsm::cpu::pack_b(true, k, n, wt.data(), k);
+    CHECK(packed.data == packed_t.data);
+    for (int rep = 0; rep < 2; ++rep) {
+      const auto a = dsm::Tensor<float>::randn({m, k}, gen);
+      dsm::Tensor<float> c1 = dsm::Tensor<float>::ones({m, n}), c2 = dsm::Tensor<float>::ones({m, n});
+      dsm::cpu::gemm(false, false, m, n, k, 1.5f, a.data(), k, w.data(), n, 0.5f, c1.data(), n);
+      dsm::cpu::gemm_packed_b(false, m, n, k, 1.5f, a.data(), k, packed, 0.5f, c2.data(), n);
+      CHECK(c1.to_vector() == c2.to_vector());  // same kernel, same blocks: bit for bit
+    }
+  }
+  const auto w = dsm::Tensor<float>::zeros({4, 8});
+  const auto packed = dsm::cpu::pack_b(false, 4, 8, w.data(), 8);
+  dsm::Tensor<float> c({2, 8});
+  CHECK_THROWS_WITH_AS(dsm::cpu::gemm_packed_b(false, 2, 8, 5, 1.f, w.data(), 5, packed, 0.f, c.data(), 8),
+                       "cpu::gemm_packed_b: B was packed as [4, 8], the product needs [5, 8]", dsm::shape_error);
 }

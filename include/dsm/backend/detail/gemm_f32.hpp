@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -97,6 +98,23 @@ struct View {
 /// panel r holds, for each depth p, MR consecutive values.
 template <class T>
 void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
+  if (a.rs == 1 && a.cs != 1 && m >= mr) {
+    // Transposed A (depth p is a contiguous run of m values, runs a.cs apart): read each run
+    // once and deal it out to every full panel. Panel by panel would read 6 values per run at a
+    // large power-of-two stride, which thrashes the L1 sets.
+    const std::int64_t full = m / mr * mr;
+    for (std::int64_t p = 0; p < k; ++p) {
+      const T* src = a.p + p * a.cs;
+      for (std::int64_t r0 = 0; r0 < full; r0 += mr) {
+        float* d = dst + r0 * k + p * mr;
+#pragma GCC unroll 16
+        for (int i = 0; i < mr; ++i) d[i] = static_cast<float>(src[r0 + i]);
+      }
+    }
+    if (full == m) return;
+    pack_a(View<T>{a.p + full, a.rs, a.cs}, m - full, k, dst + full * k);  // the partial panel, below
+    return;
+  }
   for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
     const std::int64_t rows = std::min<std::int64_t>(mr, m - r0);
     if (rows == mr && (a.cs == 1 || a.rs == 1)) {  // full panel: fixed trip counts the compiler unrolls
@@ -212,9 +230,36 @@ inline Workspace& b_workspace() {
   return w;
 }
 
+/// B packed once, for many products with the same B (a recurrent weight across time steps):
+/// the blocks gemm() would pack, in the order it visits them.
+struct PackedB {
+  std::int64_t k = 0, n = 0;
+  std::vector<float> data;
+};
+
+template <class TB>
+PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n) {
+  PackedB out{k, n, {}};
+  std::size_t total = 0;
+  for (std::int64_t jc = 0; jc < n; jc += nc_block)
+    for (std::int64_t pc = 0; pc < k; pc += kc_block)
+      total += static_cast<std::size_t>((std::min(nc_block, n - jc) + nr - 1) / nr * nr * std::min(kc_block, k - pc));
+  out.data.resize(total);
+  std::size_t offset = 0;
+  for (std::int64_t jc = 0; jc < n; jc += nc_block)
+    for (std::int64_t pc = 0; pc < k; pc += kc_block) {
+      const std::int64_t nc = std::min(nc_block, n - jc), kc = std::min(kc_block, k - pc);
+      pack_b(View<TB>{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs}, kc, nc, out.data.data() + offset);
+      offset += static_cast<std::size_t>((nc + nr - 1) / nr * nr * kc);
+    }
+  return out;
+}
+
 /// C = alpha * A * B + beta * C with A viewed as [m, k], B as [k, n], C row-major with ldc.
+/// With `packed` (from pack_b_once of this B), B is read from it instead of being packed.
 template <class TA, class TB>
-void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> a, View<TB> b, float beta, float* c, std::int64_t ldc) {
+void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> a, View<TB> b, float beta, float* c, std::int64_t ldc,
+          const PackedB* packed = nullptr) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (std::int64_t i = 0; i < m; ++i)
@@ -228,7 +273,8 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   // Enough work per thread to pay for a parallel region (~2 MFLOP).
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
-  float* bpack = b_workspace().get(static_cast<std::size_t>(kc_block * (nc_block + nr)));
+  float* bwork = packed ? nullptr : b_workspace().get(static_cast<std::size_t>(kc_block * (nc_block + nr)));
+  std::size_t packed_offset = 0;
 
   for (std::int64_t jc = 0; jc < n; jc += nc_block) {
     const std::int64_t nc = std::min(nc_block, n - jc);
@@ -237,6 +283,8 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
       const std::int64_t kc = std::min(kc_block, k - pc);
       const float beta_here = pc == 0 ? beta : 1.f;  // later depth blocks accumulate
       const View<TB> bblk{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs};
+      float* bpack = packed ? const_cast<float*>(packed->data.data()) + packed_offset : bwork;  // read-only when packed
+      packed_offset += static_cast<std::size_t>(n_panels * nr * kc);
       const std::int64_t m_blocks = (m + mc_block - 1) / mc_block;
       // Split the B panels too when there are fewer row blocks than threads.
       const std::int64_t col_groups = std::min<std::int64_t>(n_panels, std::max<std::int64_t>(1, (threads + m_blocks - 1) / m_blocks));
@@ -258,16 +306,18 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
       if (threads > 1) {
 #pragma omp parallel num_threads(threads)
         {
+          if (!packed) {
 #pragma omp for schedule(static)
-          for (std::int64_t p = 0; p < n_panels; ++p)
-            pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc);
+            for (std::int64_t p = 0; p < n_panels; ++p)
+              pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc);
+          }
 #pragma omp for schedule(static)
           for (std::int64_t item = 0; item < items; ++item) run_item(item);
         }
         continue;
       }
 #endif
-      pack_b(bblk, kc, nc, bpack);
+      if (!packed) pack_b(bblk, kc, nc, bpack);
       for (std::int64_t item = 0; item < items; ++item) run_item(item);
     }
   }

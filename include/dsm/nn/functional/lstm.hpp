@@ -114,6 +114,26 @@ void lstm_cell_backward(std::int64_t h, const T* a4, const T* c_prev, const T* d
   }
 }
 
+/// out [rows, n] = in [rows, k] W for a fixed row-major W [k, n], many times: float on the CPU
+/// packs W for the GEMM kernel once; other types call the plain GEMM.
+template <class T, class B>
+class RecurrentProduct {
+ public:
+  RecurrentProduct(const T* w, std::int64_t k, std::int64_t n) : w_(w), k_(k), n_(n) {
+    if constexpr (packs) packed_ = B::pack_b(false, k, n, w, n);
+  }
+  void operator()(std::int64_t rows, const T* in, T* out) const {
+    if constexpr (packs) B::gemm_packed_b(false, rows, n_, k_, 1.f, in, k_, packed_, 0.f, out, n_);
+    else B::gemm(false, false, rows, n_, k_, T(1), in, k_, w_, n_, T(0), out, n_);
+  }
+
+ private:
+  static constexpr bool packs = std::is_same_v<T, float> && std::is_same_v<B, cpu>;
+  const T* w_;
+  std::int64_t k_, n_;
+  std::conditional_t<packs, cpu::PackedB, char> packed_{};
+};
+
 /// Everything one direction's recurrence reads and writes, as raw row-major buffers.
 template <class T>
 struct DirectionBuffers {
@@ -140,10 +160,11 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t h, std::int64_t n_
       hs[static_cast<std::size_t>(b * h + j)] = d.h0 ? d.h0[b * h + j] : T(0);
       cs[static_cast<std::size_t>(b * h + j)] = d.c0 ? d.c0[b * h + j] : T(0);
     }
+  // [B, 4H] = h_{t-1} W_hh^T each step: W_hh^T is packed for the GEMM kernel once, not per step.
+  const RecurrentProduct<T, B> recurrent(d.w_hh_t, h, 4 * h);
   for (std::int64_t s = 0; s < L.steps; ++s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
-    // [B, 4H] = h_{t-1} W_hh^T, added to the precomputed input projections below.
-    B::gemm(false, false, nb, 4 * h, h, T(1), hs.data(), h, d.w_hh_t, 4 * h, T(0), gstep.data(), 4 * h);
+    recurrent(nb, hs.data(), gstep.data());  // added to the precomputed input projections below
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
       T* hp = d.h_prev + r * ldh;
@@ -184,6 +205,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t h, std::int64_t n
       dh[static_cast<std::size_t>(b * h + j)] = dh_n[b * ldh + j];
       dc[static_cast<std::size_t>(b * h + j)] = dc_n[b * ldh + j];
     }
+  const RecurrentProduct<T, B> recurrent(d.w_hh, 4 * h, h);  // dh_{t-1} = dgates_t W_hh
   for (std::int64_t s = L.steps - 1; s >= 0; --s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
     bool any = false;
@@ -205,7 +227,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t h, std::int64_t n
     }
     if (!any) continue;
     // dh_{t-1} = dgates_t W_hh; padded rows keep their incoming gradient (their state passed through).
-    B::gemm(false, false, nb, h, 4 * h, T(1), dstep.data(), 4 * h, d.w_hh, h, T(0), dh_rec.data(), h);
+    recurrent(nb, dstep.data(), dh_rec.data());
     for (std::int64_t b = 0; b < nb; ++b)
       if (t < lengths[static_cast<std::size_t>(b)]) std::copy(dh_rec.data() + b * h, dh_rec.data() + (b + 1) * h, dh.data() + b * h);
   }
