@@ -120,9 +120,12 @@ Batch make_batch(const std::vector<Sentence>& data, const std::vector<std::size_
   const auto nb = static_cast<std::int64_t>(idx.size());
   std::int64_t steps = 0;
   for (auto i : idx) steps = std::max<std::int64_t>(steps, static_cast<std::int64_t>(data[i].words.size()));
+  std::int64_t max_chars = 1;  // the character LSTM runs as many steps as the batch's longest word needs
+  for (auto i : idx)
+    for (const auto& w : data[i].words) max_chars = std::max<std::int64_t>(max_chars, std::min<std::int64_t>(kMaxChars, static_cast<std::int64_t>(w.size())));
   Batch b{{dsm::Tensor<std::int64_t>::zeros({nb, steps}), {}, {}, {}}, dsm::Tensor<std::int64_t>::zeros({nb, steps})};
   if (use_chars) {
-    b.input.chars = dsm::Tensor<std::int64_t>::zeros({nb, steps, kMaxChars});
+    b.input.chars = dsm::Tensor<std::int64_t>::zeros({nb, steps, max_chars});
     b.input.char_lengths.assign(static_cast<std::size_t>(nb * steps), 0);
   }
   for (std::int64_t r = 0; r < nb; ++r) {
@@ -134,8 +137,8 @@ Batch make_batch(const std::vector<Sentence>& data, const std::vector<std::size_
       b.gold.data()[at] = s.tags[t];
       if (!use_chars) continue;
       const std::string& w = s.words[t];
-      const auto n = std::min<std::int64_t>(kMaxChars, static_cast<std::int64_t>(w.size()));
-      for (std::int64_t c = 0; c < n; ++c) b.input.chars.data()[at * kMaxChars + c] = chars.get(std::string(1, w[static_cast<std::size_t>(c)]));
+      const auto n = std::min<std::int64_t>(max_chars, static_cast<std::int64_t>(w.size()));
+      for (std::int64_t c = 0; c < n; ++c) b.input.chars.data()[at * max_chars + c] = chars.get(std::string(1, w[static_cast<std::size_t>(c)]));
       b.input.char_lengths[static_cast<std::size_t>(at)] = n;
     }
   }
@@ -297,6 +300,9 @@ int run(const Flags& f) {
       break;
     }
   }
+  const auto mem = dsm::cpu::memory_stats();
+  std::printf("memory: peak %.1f MB of tensors, %.1f MB cached for reuse\n", static_cast<double>(mem.peak_bytes) / 1e6,
+              static_cast<double>(mem.cached_bytes) / 1e6);
   std::printf("training: %lld steps in %s; best validation accuracy %.2f%% (epoch %lld)\n", static_cast<long long>(step), format_seconds(minutes() * 60).c_str(),
               100 * best, static_cast<long long>(best_epoch));
 

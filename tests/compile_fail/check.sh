@@ -26,4 +26,7 @@ check moe_top_k "MoE: top_k must not exceed the number of experts" 'dsm::moe::Mo
 check moe_groups "MoE: n_experts must be divisible by n_groups" 'dsm::moe::MoELayer<{.d_model = 8, .d_ff = 8, .n_experts = 8, .top_k = 2, .n_groups = 3}> m;'
 check moe_topk_groups "MoE: topk_groups must not exceed n_groups" 'dsm::nn::MoE<{.d_model = 8, .d_ff = 8, .n_experts = 8, .top_k = 2, .n_groups = 2, .topk_groups = 3}> m;'
 check moe_kept_groups "MoE: top_k must not exceed the experts in the kept groups" 'dsm::moe::MoELayer<{.d_model = 8, .d_ff = 8, .n_experts = 8, .top_k = 3, .n_groups = 4, .topk_groups = 1}> m;'
+check tagger_tags "BiLSTMCRF: vocab_size, embedding_dim, hidden_size, num_layers and num_tags must be positive" 'dsm::models::BiLSTMCRF<{.vocab_size = 100, .num_tags = 0}> m;'
+check joint_intents "JointIntentSlot: num_intents must be positive" 'dsm::models::JointIntentSlot<{.vocab_size = 100, .num_tags = 5}> m;'
+check lstm_hidden "LSTM: hidden_size must be positive" 'dsm::nn::LSTM<{.input_size = 4, .hidden_size = 0}> m;'
 exit $status

@@ -186,3 +186,38 @@ TEST_CASE("the caching allocator counts bytes and reuses blocks") {
   CHECK(dsm::CachingAllocator<dsm::detail::CpuRawAlloc>::round_size(1) == 512);
   CHECK(dsm::CachingAllocator<dsm::detail::CpuRawAlloc>::round_size(70000) == 81920);
 }
+
+namespace {
+std::size_t counting_raw_live = 0;  // bytes the raw functions below have handed out
+/// Raw functions that count, so the trimming test sees exactly what is freed.
+struct CountingRaw {
+  static void* raw_allocate(std::size_t n) {
+    counting_raw_live += n;
+    return std::malloc(n);
+  }
+  static void raw_free(void* p, std::size_t n) {
+    counting_raw_live -= n;
+    std::free(p);
+  }
+};
+}  // namespace
+
+TEST_CASE("a cache miss trims a cache larger than the live tensors (and than 64 MiB), largest classes first") {
+  using Alloc = dsm::CachingAllocator<CountingRaw>;
+  Alloc a;
+  const std::size_t mib = std::size_t{1} << 20;
+  std::vector<void*> blocks;
+  for (int i = 0; i < 20; ++i) blocks.push_back(a.allocate(4 * mib));  // 80 MiB of one class
+  for (void* p : blocks) a.deallocate(p, 4 * mib);
+  CHECK(a.stats().cached_bytes == 80 * mib);
+  void* small = a.allocate(mib);  // a miss, with 80 MiB cached and 0 live: trims to 64 MiB
+  CHECK(a.stats().cached_bytes == 64 * mib);
+  CHECK(a.stats().reserved_bytes == 65 * mib);
+  CHECK(counting_raw_live == 65 * mib);
+  void* hit = a.allocate(4 * mib);  // a hit: no trimming
+  CHECK(a.stats().cached_bytes == 60 * mib);
+  a.deallocate(hit, 4 * mib);
+  a.deallocate(small, mib);
+  a.empty_cache();
+  CHECK(counting_raw_live == 0);
+}

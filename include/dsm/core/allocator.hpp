@@ -3,14 +3,18 @@
 //
 // Freed blocks are kept in size-class bins and reused by later requests of the same class, so a
 // training loop that allocates the same shapes every step stops calling the system allocator
-// after the first step. The counters are what users (and later issues) read to measure memory:
+// after the first step. A request the cache cannot serve first trims it (largest classes first)
+// when it holds more than the live tensors and more than 64 MiB, so varying shapes cannot make
+// it grow without bound. The counters are what users (and later issues) read to measure memory:
 //
 //   auto s = dsm::cpu::memory_stats();
 //   std::cout << s.current_bytes << " in use, peak " << s.peak_bytes << '\n';
 //   dsm::cpu::reset_peak_memory();
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <new>
@@ -60,6 +64,7 @@ class CachingAllocator {
       stats_.cached_bytes -= size;
       ++stats_.cache_hits;
     } else {
+      trim_cache_locked();
       p = RawAlloc::raw_allocate(size);
       if (!p) {  // the cache may be what stands in the way: return it and try once more
         release_cache_locked();
@@ -90,6 +95,9 @@ class CachingAllocator {
     std::lock_guard<std::mutex> lock(mutex_);
     stats_.peak_bytes = stats_.current_bytes;
   }
+  /// Below this many cached bytes a miss never trims the cache.
+  static constexpr std::size_t trim_floor = std::size_t{64} << 20;
+
   /// Returns every cached block to the system allocator.
   void empty_cache() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -105,6 +113,29 @@ class CachingAllocator {
       stats_.cached_bytes -= size * blocks.size();
       stats_.reserved_bytes -= size * blocks.size();
       blocks.clear();
+    }
+  }
+
+  /// On a miss: when the cache holds more than the live tensors (and more than trim_floor),
+  /// free cached blocks, largest classes first, until it holds no more than they do. A loop of
+  /// fixed shapes never misses, so it never trims; a loop of varying shapes (length-bucketed
+  /// batches) would otherwise keep a block of every class it ever used.
+  void trim_cache_locked() {
+    const std::size_t limit = std::max(trim_floor, stats_.current_bytes);
+    if (stats_.cached_bytes <= limit) return;
+    std::vector<std::size_t> sizes;
+    for (const auto& [size, blocks] : bins_)
+      if (!blocks.empty()) sizes.push_back(size);
+    std::sort(sizes.begin(), sizes.end(), std::greater<>());
+    for (std::size_t size : sizes) {
+      auto& blocks = bins_[size];
+      while (!blocks.empty() && stats_.cached_bytes > limit) {
+        RawAlloc::raw_free(blocks.back(), size);
+        blocks.pop_back();
+        stats_.cached_bytes -= size;
+        stats_.reserved_bytes -= size;
+      }
+      if (stats_.cached_bytes <= limit) break;
     }
   }
 

@@ -42,6 +42,7 @@ struct Vec {
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
   static Vec mul(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  static Vec add(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
 };
 constexpr int mr = 12, nv = 2;
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -54,6 +55,7 @@ struct Vec {
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   static Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   static Vec mul(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
+  static Vec add(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
 };
 constexpr int mr = 6, nv = 2;
 #else
@@ -71,6 +73,7 @@ struct Vec {
   void store(float* p) const { __builtin_memcpy(p, &v, sizeof v); }
   static Vec fma(Vec a, Vec b, Vec c) { return {a.v * b.v + c.v}; }
   static Vec mul(Vec a, Vec b) { return {a.v * b.v}; }
+  static Vec add(Vec a, Vec b) { return {a.v + b.v}; }
 };
 constexpr int mr = 4, nv = 2;
 #endif
@@ -164,30 +167,53 @@ void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
 
 /// acc = A panel x B panel over depth k; then C = alpha * acc + beta * C for the valid
 /// m x n corner of the tile (beta == 0 never reads C, so C may be uninitialized).
-[[gnu::noinline]] inline void micro_kernel(std::int64_t k, const float* ap, const float* bp, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
-                         float alpha, float beta) {
-  Vec acc[mr][nv];
+/// Rows: how many rows of the (mr-strided) A panel hold data. A panel's last rows past m are
+/// zero padding; the kernel instantiated for fewer rows skips their FMAs (a batch of 32 rows is
+/// 5 full panels and one of 2 rows, a decoding step one of 1 row).
+template <int Rows = mr>
+[[gnu::noinline]] void micro_kernel(std::int64_t k, const float* ap, const float* bp, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
+                                    float alpha, float beta) {
+  // Fewer rows mean fewer independent FMA chains than the FMA latency can hide: short panels
+  // keep Split partial sums over alternating depths (>= 8 chains), added at the end.
+  constexpr int Split = Rows * nv >= 8 ? 1 : (8 + Rows * nv - 1) / (Rows * nv);
+  Vec acc[Rows][nv], part[Split > 1 ? Split - 1 : 1][Rows][nv];
 #pragma GCC unroll 16
-  for (int i = 0; i < mr; ++i)
+  for (int i = 0; i < Rows; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < nv; ++v) acc[i][v] = Vec::zero();
-  for (std::int64_t p = 0; p < k; ++p) {
+    for (int v = 0; v < nv; ++v) {
+      acc[i][v] = Vec::zero();
+      for (int s = 0; s + 1 < Split; ++s) part[s][i][v] = Vec::zero();
+    }
+  auto depth = [&](Vec(&sum)[Rows][nv]) {
     Vec b[nv];
 #pragma GCC unroll 4
     for (int v = 0; v < nv; ++v) b[v] = Vec::load(bp + v * Vec::lanes);
 #pragma GCC unroll 16
-    for (int i = 0; i < mr; ++i) {
+    for (int i = 0; i < Rows; ++i) {
       const Vec a = Vec::broadcast(ap[i]);
 #pragma GCC unroll 4
-      for (int v = 0; v < nv; ++v) acc[i][v] = Vec::fma(a, b[v], acc[i][v]);
+      for (int v = 0; v < nv; ++v) sum[i][v] = Vec::fma(a, b[v], sum[i][v]);
     }
     ap += mr;
     bp += nr;
+  };
+  std::int64_t p = 0;
+  if constexpr (Split > 1) {
+    for (; p + Split <= k; p += Split) {
+      depth(acc);
+#pragma GCC unroll 4
+      for (int s = 0; s + 1 < Split; ++s) depth(part[s]);
+    }
   }
+  for (; p < k; ++p) depth(acc);
+  if constexpr (Split > 1)
+    for (int s = 0; s + 1 < Split; ++s)
+      for (int i = 0; i < Rows; ++i)
+        for (int v = 0; v < nv; ++v) acc[i][v] = Vec::add(acc[i][v], part[s][i][v]);
   const Vec va = Vec::broadcast(alpha), vb = Vec::broadcast(beta);
-  if (m == mr && n == nr) {
+  if (m == Rows && n == nr) {
 #pragma GCC unroll 16
-    for (int i = 0; i < mr; ++i)
+    for (int i = 0; i < Rows; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < nv; ++v) {
         float* cp = c + i * ldc + v * Vec::lanes;
@@ -196,14 +222,24 @@ void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
       }
     return;
   }
-  alignas(64) float tile[mr * nr];
-  for (int i = 0; i < mr; ++i)
+  alignas(64) float tile[Rows * nr];
+  for (int i = 0; i < Rows; ++i)
     for (int v = 0; v < nv; ++v) acc[i][v].store(tile + i * nr + v * Vec::lanes);
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t j = 0; j < n; ++j) {
       float& out = c[i * ldc + j];
       out = beta == 0.f ? alpha * tile[i * nr + j] : alpha * tile[i * nr + j] + beta * out;
     }
+}
+
+/// The kernel for a panel of m <= mr valid rows.
+inline void run_micro_kernel(std::int64_t k, const float* ap, const float* bp, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, float alpha,
+                             float beta) {
+  if (m == mr) return micro_kernel<mr>(k, ap, bp, c, ldc, m, n, alpha, beta);
+  if (m == 1) return micro_kernel<1>(k, ap, bp, c, ldc, m, n, alpha, beta);
+  if (m == 2) return micro_kernel<2>(k, ap, bp, c, ldc, m, n, alpha, beta);
+  if (m <= 4 && mr > 4) return micro_kernel<(mr > 4 ? 4 : mr)>(k, ap, bp, c, ldc, m, n, alpha, beta);
+  micro_kernel<mr>(k, ap, bp, c, ldc, m, n, alpha, beta);
 }
 
 /// Per-thread packing buffers, grown on demand and reused across calls.
@@ -298,7 +334,7 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
           for (std::int64_t i0 = 0; i0 < mc; i0 += mr)
-            micro_kernel(kc, apack + i0 * kc, bpack + j0 * kc, c + (ic + i0) * ldc + jc + j0, ldc, std::min<std::int64_t>(mr, mc - i0), ncols,
+            run_micro_kernel(kc, apack + i0 * kc, bpack + j0 * kc, c + (ic + i0) * ldc + jc + j0, ldc, std::min<std::int64_t>(mr, mc - i0), ncols,
                          alpha, beta_here);
         }
       };
