@@ -202,20 +202,28 @@ struct CountingRaw {
 };
 }  // namespace
 
-TEST_CASE("a cache miss trims a cache larger than the live tensors (and than 64 MiB), largest classes first") {
+TEST_CASE("a cache miss trims a cache over twice the peak of live tensors (and over 128 MiB) down to it, largest classes first") {
   using Alloc = dsm::CachingAllocator<CountingRaw>;
   Alloc a;
   const std::size_t mib = std::size_t{1} << 20;
   std::vector<void*> blocks;
-  for (int i = 0; i < 20; ++i) blocks.push_back(a.allocate(4 * mib));  // 80 MiB of one class
+  for (int i = 0; i < 40; ++i) blocks.push_back(a.allocate(4 * mib));  // 160 MiB of one class
   for (void* p : blocks) a.deallocate(p, 4 * mib);
-  CHECK(a.stats().cached_bytes == 80 * mib);
-  void* small = a.allocate(mib);  // a miss, with 80 MiB cached and 0 live: trims to 64 MiB
+  CHECK(a.stats().cached_bytes == 160 * mib);
+  void* again = a.allocate(mib);  // a miss, but the cache is within the peak (160 MiB live): kept
+  CHECK(a.stats().cached_bytes == 160 * mib);
+  a.deallocate(again, mib);
+  a.reset_peak();                 // peak = live = 0: the limit is the 64 MiB floor
+  void* small = a.allocate(mib);  // served by the 1 MiB block cached just now: a hit
+  CHECK(a.stats().cached_bytes == 160 * mib);
+  void* other = a.allocate(2 * mib);  // a miss with 160 MiB cached, over twice the floor: trims to 64 MiB
   CHECK(a.stats().cached_bytes == 64 * mib);
-  CHECK(a.stats().reserved_bytes == 65 * mib);
-  CHECK(counting_raw_live == 65 * mib);
+  a.deallocate(other, 2 * mib);
+  CHECK(a.stats().cached_bytes == 66 * mib);
   void* hit = a.allocate(4 * mib);  // a hit: no trimming
-  CHECK(a.stats().cached_bytes == 60 * mib);
+  CHECK(a.stats().cached_bytes == 62 * mib);  // 2 MiB block back in, a 4 MiB block out
+  CHECK(a.stats().reserved_bytes == 67 * mib);
+  CHECK(counting_raw_live == 67 * mib);
   a.deallocate(hit, 4 * mib);
   a.deallocate(small, mib);
   a.empty_cache();

@@ -4,8 +4,8 @@
 // Freed blocks are kept in size-class bins and reused by later requests of the same class, so a
 // training loop that allocates the same shapes every step stops calling the system allocator
 // after the first step. A request the cache cannot serve first trims it (largest classes first)
-// when it holds more than the live tensors and more than 64 MiB, so varying shapes cannot make
-// it grow without bound. The counters are what users (and later issues) read to measure memory:
+// when it holds more than twice the peak of live tensors and more than 128 MiB, so varying
+// shapes cannot make it grow without bound. The counters are what users (and later issues) read to measure memory:
 //
 //   auto s = dsm::cpu::memory_stats();
 //   std::cout << s.current_bytes << " in use, peak " << s.peak_bytes << '\n';
@@ -116,13 +116,15 @@ class CachingAllocator {
     }
   }
 
-  /// On a miss: when the cache holds more than the live tensors (and more than trim_floor),
-  /// free cached blocks, largest classes first, until it holds no more than they do. A loop of
+  /// On a miss: when the cache holds more than twice the peak of live tensors (and more than
+  /// twice trim_floor), free cached blocks, largest classes first, down to that peak, so reserved
+  /// memory stays under three times the peak. A loop of
   /// fixed shapes never misses, so it never trims; a loop of varying shapes (length-bucketed
   /// batches) would otherwise keep a block of every class it ever used.
   void trim_cache_locked() {
-    const std::size_t limit = std::max(trim_floor, stats_.current_bytes);
-    if (stats_.cached_bytes <= limit) return;
+    const std::size_t limit = std::max(trim_floor, stats_.peak_bytes);
+    if (stats_.cached_bytes <= 2 * limit) return;  // hysteresis: a fixed-shape loop whose classes
+                                                   // together exceed its peak must not thrash
     std::vector<std::size_t> sizes;
     for (const auto& [size, blocks] : bins_)
       if (!blocks.empty()) sizes.push_back(size);
