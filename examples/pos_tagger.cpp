@@ -279,7 +279,7 @@ int run(const Flags& f) {
         const int width = 24, filled = static_cast<int>(width * static_cast<double>(i + 1) / static_cast<double>(batches.size()));
         std::printf("\repoch %lld [%s%s] %zu/%zu loss %.3f %5.0f sentences/s elapsed %s", static_cast<long long>(epoch),
                     std::string(static_cast<std::size_t>(filled), '#').c_str(), std::string(static_cast<std::size_t>(width - filled), '.').c_str(), i + 1,
-                    batches.size(), smooth, static_cast<double>(seen) / std::max(1e-9, elapsed - 0), format_seconds(elapsed).c_str());
+                    batches.size(), smooth, static_cast<double>(seen) / std::max(1e-9, elapsed), format_seconds(elapsed).c_str());
         std::fflush(stdout);
       }
       if ((f.max_steps > 0 && step >= f.max_steps) || minutes() >= f.max_minutes) {

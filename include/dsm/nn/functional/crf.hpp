@@ -272,7 +272,7 @@ Var<T, B> crf_nll(const Var<T, B>& emissions, const Tensor<I, B>& tags, std::spa
         auto total = [&](const std::vector<std::vector<T>>& parts, Shape s) {
           Tensor<T, B> out = Tensor<T, B>::zeros(s);
           for (const auto& p : parts)
-            for (std::size_t i = 0; i < p.size(); ++i) out.data()[i] += std::isfinite(p[i]) ? p[i] : T(0);
+            for (std::size_t i = 0; i < p.size(); ++i) out.data()[i] += p[i];
           return out;
         };
         if (in[0]) autograd::accumulate_input(in[0], std::move(de));
