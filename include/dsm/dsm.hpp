@@ -27,6 +27,7 @@
 #include "nn/nn.hpp"
 #include "moe/moe.hpp"
 #include "optim/optim.hpp"
+#include "amp/amp.hpp"
 #include "io/io.hpp"
 #include "models/transformer.hpp"
 #include "models/tagger.hpp"

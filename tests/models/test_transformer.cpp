@@ -109,7 +109,76 @@ TEST_CASE("TransformerLM parameters are named like the checkpoints; dense, MoE a
   CHECK(fixed(Tensor<std::int64_t>::zeros({1, 4})).moe_stats.size() == 1);
 }
 
+namespace {
+struct StepResult {
+  std::vector<std::vector<float>> grads;
+  double loss = 0;
+  std::vector<std::int64_t> load;  // the MoE layer's load counted by the step
+  std::size_t held = 0;            // bytes allocated between the forward's start and its end
+};
+/// One training step of a tiny MoE LM with residual dropout, checkpointing every n-th block.
+StepResult lm_step(std::int64_t checkpoint_every, std::int64_t n_layers = 3, std::int64_t batch = 4, std::int64_t seq = 12) {
+  dsm::Generator gen(21);
+  TransformerOptions o;
+  o.generator = &gen;
+  o.moe.aux_loss_coef = 0.01;
+  o.dropout = 0.2;
+  o.dropout_seed = 5;
+  o.checkpoint_every = checkpoint_every;
+  TransformerConfig c = tiny(4);
+  c.n_layers = n_layers;
+  TransformerLM<dsm::dynamic> lm(c, o);
+  const Tensor<std::int64_t> tokens = Tensor<std::int64_t>::randint(0, 16, {batch, seq + 1}, gen);
+  const Tensor<std::int64_t> input = tokens.narrow(1, 0, seq).contiguous(), target = tokens.narrow(1, 1, seq).contiguous();
+  StepResult r;
+  dsm::cpu::empty_cache();
+  const std::size_t base = dsm::cpu::memory_stats().current_bytes;
+  auto out = lm(input);
+  Var<float> loss = Var<float>(lm_loss(out.logits, target) + out.balance_loss);
+  r.held = dsm::cpu::memory_stats().current_bytes - base;
+  loss.backward();
+  r.loss = loss.item();
+  for (auto& [name, p] : lm.named_parameters()) r.grads.push_back(p.grad().defined() ? p.grad().to_vector() : std::vector<float>{});
+  r.load = lm.layers[1].moe->global_load().tokens_per_expert;
+  return r;
+}
+}  // namespace
+
+TEST_CASE("activation checkpointing: bit-identical gradients with dropout and MoE routing replay, load counted once") {
+  const StepResult plain = lm_step(0);
+  CHECK(lm_step(0, 3, 4, 12).loss == plain.loss);  // deterministic to begin with
+  for (std::int64_t every : {1, 2}) {
+    CAPTURE(every);
+    const StepResult ck = lm_step(every);
+    CHECK(ck.loss == plain.loss);
+    REQUIRE(ck.grads.size() == plain.grads.size());
+    for (std::size_t i = 0; i < ck.grads.size(); ++i) {
+      CAPTURE(i);
+      CHECK(ck.grads[i] == plain.grads[i]);
+    }
+    CHECK(ck.load == plain.load);  // the recomputation replays the routing and does not count it
+  }
+  std::int64_t assigned = 0;
+  for (auto n : plain.load) assigned += n;
+  CHECK(assigned == 4 * 12 * 2);  // tokens x top_k, once
+}
+
+TEST_CASE("activation checkpointing holds fewer bytes between forward and backward") {
+  const StepResult plain = lm_step(0, 4, 8, 64), every = lm_step(1, 4, 8, 64), second = lm_step(2, 4, 8, 64);
+  MESSAGE("bytes held after the forward, 4 blocks: none " << plain.held << ", every 2nd " << second.held << ", every block " << every.held);
+  CHECK(every.held < second.held);
+  CHECK(second.held < plain.held);
+  CHECK(every.held * 2 < plain.held);
+}
+
 TEST_CASE("TransformerLM and lm_loss errors") {
+  {
+    TransformerLM<dsm::dynamic> lm(tiny(0));
+    CHECK_THROWS_WITH_AS(lm.set_checkpoint_every(-1), doctest::Contains("must be 0 (off) or positive"), dsm::config_error);
+    TransformerOptions bad;
+    bad.dropout = 1.0;
+    CHECK_THROWS_WITH_AS(TransformerLM<dsm::dynamic>(tiny(0), bad), doctest::Contains("probability must be in [0, 1)"), dsm::config_error);
+  }
   TransformerConfig c = tiny(4);
   c.top_k = 5;
   CHECK_THROWS_WITH_AS(TransformerLM<dsm::dynamic>{c}, doctest::Contains("top_k must be between 1 and n_experts"), dsm::config_error);

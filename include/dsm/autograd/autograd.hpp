@@ -2,6 +2,7 @@
 // gradcheck). See docs/autograd.md.
 #pragma once
 
+#include "checkpoint.hpp"
 #include "engine.hpp"
 #include "function.hpp"
 #include "functions/index.hpp"

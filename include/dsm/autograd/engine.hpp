@@ -59,7 +59,10 @@ inline void run_backward(const Edge& root, bool retain_graph) {
         fail<error>("backward", "the graph behind '", node->name(),
                     "' was already freed by a previous backward(); pass retain_graph = true to the first backward() "
                     "to run backward through it twice");
-      node->apply(*impl);
+      {
+        const dsm::detail::GemmPrecisionScope mode(node->precision);
+        node->apply(*impl);
+      }
       if (!impl->retains_grad) impl->clear_grad();
       if (!retain_graph) node->release();
     }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/precision_mode.hpp"
 #include "../core/tensor.hpp"
 #include "../expr/assign.hpp"
 #include "../expr/operators.hpp"
@@ -115,6 +116,9 @@ inline void release_edges(std::vector<Edge>& edges) {
 struct Node {
   std::vector<Edge> inputs;
   bool released = false;  // its saved state was freed by a backward without retain_graph
+  // The autocast mode the forward ran in: the engine runs apply() in it, so a GEMM's backward
+  // rounds its operands as its forward did, whatever scope backward() is called from.
+  GemmPrecision precision = gemm_precision();
 
   Node() = default;
   Node(const Node&) = delete;

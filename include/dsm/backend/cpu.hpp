@@ -22,6 +22,7 @@
 #include "../core/allocator.hpp"
 #include "../core/concepts.hpp"
 #include "../core/error.hpp"
+#include "../core/precision_mode.hpp"
 #include "detail/gemm_f32.hpp"
 
 namespace dsm {
@@ -81,8 +82,10 @@ struct cpu {
     const std::int64_t max_by_work = grain > 0 ? (n + grain - 1) / grain : n;
     const int threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), max_by_work));
     if (threads > 1 && !omp_in_parallel()) {
+      const GemmPrecision precision = gemm_precision();  // workers run in the caller's autocast mode
 #pragma omp parallel num_threads(threads)
       {
+        const detail::GemmPrecisionScope mode(precision);
         const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
         const std::int64_t b = n * t / nt, e = n * (t + 1) / nt;
         if (b < e) f(b, e);
@@ -97,7 +100,8 @@ struct cpu {
   /// Row-major C[M, N] = alpha * op(A) * op(B) + beta * C, with op(X) = X or X^T by flag.
   /// A is stored [M, K] (or [K, M] when trans_a) with leading dimension lda; likewise B.
   /// float, bf16 and f16 inputs run the packed fp32 kernel (dsm/backend/detail/gemm_f32.hpp)
-  /// and accumulate in float into a float C; double runs through Eigen.
+  /// and accumulate in float into a float C; double runs through Eigen. Under autocast
+  /// (gemm_precision() bf16 or f16) float operands are rounded to that precision first.
   template <class T, class TC = std::conditional_t<std::is_same_v<T, double>, double, float>>
   static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, TC alpha, const T* a, std::int64_t lda,
                    const T* b, std::int64_t ldb, TC beta, TC* c, std::int64_t ldc) {
@@ -107,15 +111,16 @@ struct cpu {
       static_assert(std::is_same_v<TC, float>, "cpu::gemm: float, bf16 and f16 inputs accumulate into float");
       using detail::gemm::View;
       detail::gemm::gemm<T, T>(m, n, k, alpha, View<T>{a, trans_a ? 1 : lda, trans_a ? lda : 1}, View<T>{b, trans_b ? 1 : ldb, trans_b ? ldb : 1},
-                               beta, c, ldc);
+                               beta, c, ldc, nullptr, rounding());
     }
   }
 
   /// B (stored [K, N], or [N, K] when trans_b) packed once for gemm_packed_b: worth it when the
-  /// same B multiplies many A (a recurrent weight over the time steps). float only.
+  /// same B multiplies many A (a recurrent weight over the time steps). float only. Packed under
+  /// autocast, B is rounded once here; A is rounded by gemm_packed_b in the caller's mode.
   using PackedB = detail::gemm::PackedB;
   static PackedB pack_b(bool trans_b, std::int64_t k, std::int64_t n, const float* b, std::int64_t ldb) {
-    return detail::gemm::pack_b_once(detail::gemm::View<float>{b, trans_b ? 1 : ldb, trans_b ? ldb : 1}, k, n);
+    return detail::gemm::pack_b_once(detail::gemm::View<float>{b, trans_b ? 1 : ldb, trans_b ? ldb : 1}, k, n, rounding());
   }
   /// gemm() with B from pack_b: C[M, N] = alpha * op(A) * B + beta * C. Requires b.k == K, b.n == N.
   static void gemm_packed_b(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
@@ -123,7 +128,16 @@ struct cpu {
     if (b.k != k || b.n != n) fail<shape_error>("cpu::gemm_packed_b", "B was packed as [", b.k, ", ", b.n, "], the product needs [", k, ", ", n, "]");
     using detail::gemm::View;
     detail::gemm::gemm<float, float>(m, n, k, alpha, View<float>{a, trans_a ? 1 : lda, trans_a ? lda : 1}, View<float>{nullptr, 0, 0}, beta, c,
-                                     ldc, &b);
+                                     ldc, &b, rounding());
+  }
+
+  /// How the calling thread's autocast mode rounds float GEMM operands.
+  static detail::gemm::Rounding rounding() {
+    switch (gemm_precision()) {
+      case GemmPrecision::bf16: return detail::gemm::Rounding::bf16;
+      case GemmPrecision::f16: return detail::gemm::Rounding::f16;
+      default: return detail::gemm::Rounding::none;
+    }
   }
 
   /// The same contract through Eigen's GEMM (double, and the reference the benchmarks compare with).

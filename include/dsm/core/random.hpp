@@ -80,6 +80,22 @@ DSM_HOST_DEVICE inline void box_muller(const Philox4& blk, double& z0, double& z
   z1 = r * std::sin(t);
 }
 
+class Generator;
+namespace detail {
+/// Told of every draw made on this thread while it is active (activation checkpointing records
+/// the generators a function draws from: dsm/autograd/checkpoint.hpp). Tapes chain to the one
+/// that was active before them, and each sees every draw.
+struct GeneratorTape {
+  GeneratorTape* parent = nullptr;
+  virtual void note(Generator& g, std::uint64_t first_block) = 0;
+  virtual ~GeneratorTape() = default;
+};
+inline GeneratorTape*& generator_tape() {
+  thread_local GeneratorTape* tape = nullptr;
+  return tape;
+}
+}  // namespace detail
+
 /// A seeded stream position. Random factories reserve blocks from it, so consecutive calls draw
 /// fresh numbers; saving and restoring state() replays them exactly.
 class Generator {
@@ -112,7 +128,11 @@ class Generator {
     offset_ = s.offset;
   }
   /// Reserves `blocks` consecutive Philox blocks and returns the index of the first.
-  std::uint64_t reserve(std::uint64_t blocks) { return offset_.fetch_add(blocks); }
+  std::uint64_t reserve(std::uint64_t blocks) {
+    const std::uint64_t first = offset_.fetch_add(blocks);
+    for (detail::GeneratorTape* t = detail::generator_tape(); t != nullptr; t = t->parent) t->note(*this, first);
+    return first;
+  }
 
  private:
   std::uint64_t seed_;

@@ -45,6 +45,11 @@ struct TransformerOptions {
   double rope_theta = 10000.0;
   bool memory_efficient_attention = true;
   Generator* generator = nullptr; ///< initialization; the default generator when null
+  double dropout = 0.0;           ///< residual dropout on each attention and FFN output (training only)
+  std::uint64_t dropout_seed = 0; ///< block l draws its masks from seed dropout_seed + l
+  /// Activation checkpointing: 0 keeps every block's activations; n recomputes blocks 0, n, 2n...
+  /// in backward (1: every block). Also set_checkpoint_every() (docs/checkpointing.md).
+  std::int64_t checkpoint_every = 0;
 };
 
 namespace detail {
@@ -67,10 +72,13 @@ class TransformerBlock : public nn::Module {
   nn::MultiheadAttention<dynamic, T> attention;
   moe::FeedForward<T> dense;                        // when the block is dense
   std::optional<moe::MoELayer<dynamic, T>> moe;     // when it is MoE
+  nn::Dropout attention_dropout, ffn_dropout;       // residual dropout (p = 0: off)
 
-  TransformerBlock(const TransformerConfig& c, bool use_moe, const TransformerOptions& o, Generator& gen)
+  TransformerBlock(const TransformerConfig& c, bool use_moe, const TransformerOptions& o, Generator& gen, std::int64_t index = 0)
       : attention_norm(nn::NormConfig{c.d_model}), ffn_norm(nn::NormConfig{c.d_model}),
-        attention(attention_config(c), attention_options(o, gen)) {
+        attention(attention_config(c), attention_options(o, gen)),
+        attention_dropout({.p = o.dropout, .seed = o.dropout_seed + static_cast<std::uint64_t>(index)}),
+        ffn_dropout({.p = o.dropout, .seed = o.dropout_seed + static_cast<std::uint64_t>(index) + (std::uint64_t{1} << 32)}), dropout_(o.dropout) {
     if (use_moe) {
       moe::MoEOptions mo = o.moe;
       mo.generator = &gen;
@@ -84,13 +92,42 @@ class TransformerBlock : public nn::Module {
   using RouterScalar = typename moe::MoEOutput<T>::RouterScalar;
 
   /// x [B, T, d]; adds this block's balance loss to `balance` and its statistics to `stats`.
-  Var<T> operator()(const Var<T>& x, nn::KVCache<T>* cache, Var<RouterScalar>& balance, std::vector<moe::MoEStatistics>& stats) {
-    const Var<T> h = Var<T>(x + attention(attention_norm(x), {.causal = true, .key_padding_mask = {}}, cache));
-    if (!moe) return Var<T>(h + dense(ffn_norm(h)));
-    auto out = (*moe)(ffn_norm(h));
-    balance = Var<RouterScalar>(balance + out.balance_loss);
-    stats.push_back(std::move(out.stats));
-    return Var<T>(h + out.output);
+  /// With `checkpointed` (training without a cache), the block's activations are recomputed in
+  /// backward instead of kept; its routing is replayed then, so the load is counted once.
+  Var<T> operator()(const Var<T>& x, nn::KVCache<T>* cache, Var<RouterScalar>& balance, std::vector<moe::MoEStatistics>& stats,
+                    bool checkpointed = false) {
+    static_assert(std::is_same_v<RouterScalar, T>, "TransformerBlock: the router runs in the model's precision (float or double)");
+    if (!checkpointed || cache != nullptr || !is_grad_enabled()) {
+      Step step = forward(x, cache, {});
+      if (moe) {
+        balance = Var<RouterScalar>(balance + step.balance_loss);
+        stats.push_back(std::move(step.stats));
+      }
+      return step.y;
+    }
+    struct FirstRun {  // what the first run decided, shared with the recomputation
+      bool done = false;
+      Tensor<std::int64_t> routing;
+      moe::MoEStatistics stats;
+    };
+    auto first = std::make_shared<FirstRun>();
+    auto block = [this, first](const Var<T>& in) {
+      Step step = forward(in, nullptr, first->done ? first->routing : Tensor<std::int64_t>());
+      if (!first->done) {
+        first->done = true;
+        first->routing = std::move(step.routing);
+        first->stats = std::move(step.stats);
+      }
+      std::vector<Var<T>> out{step.y};
+      if (moe) out.push_back(step.balance_loss);
+      return out;
+    };
+    std::vector<Var<T>> out = checkpoint(block, x);
+    if (moe) {
+      balance = Var<RouterScalar>(balance + out[1]);
+      stats.push_back(first->stats);
+    }
+    return out[0];
   }
 
   void visit(nn::Members& m) override {
@@ -99,9 +136,40 @@ class TransformerBlock : public nn::Module {
     m.module("ffn_norm", ffn_norm);
     if (moe) m.module("moe", *moe);
     else m.module("ffn", dense);
+    m.module("attention_dropout", attention_dropout);  // no tensors: registered for train()/eval()
+    m.module("ffn_dropout", ffn_dropout);
   }
 
  private:
+  struct Step {
+    Var<T> y;
+    Var<RouterScalar> balance_loss;  // MoE blocks only
+    Tensor<std::int64_t> routing;
+    moe::MoEStatistics stats;
+  };
+  /// The block itself; `replay` fixes the MoE routing (undefined: route afresh).
+  Step forward(const Var<T>& x, nn::KVCache<T>* cache, const Tensor<std::int64_t>& replay) {
+    Var<T> a = attention(attention_norm(x), {.causal = true, .key_padding_mask = {}}, cache);
+    if (dropout_ > 0) a = attention_dropout(a);
+    const Var<T> h = Var<T>(x + a);
+    Step step;
+    Var<T> f;
+    if (moe) {
+      auto out = (*moe)(ffn_norm(h), replay);
+      f = out.output;
+      step.balance_loss = out.balance_loss;
+      step.routing = std::move(out.expert_ids);
+      step.stats = std::move(out.stats);
+    } else {
+      f = dense(ffn_norm(h));
+    }
+    if (dropout_ > 0) f = ffn_dropout(f);
+    step.y = Var<T>(h + f);
+    return step;
+  }
+
+  double dropout_ = 0;
+
   static nn::AttentionConfig attention_config(const TransformerConfig& c) {
     nn::AttentionConfig a;
     a.d_model = c.d_model;
@@ -165,7 +233,10 @@ class TransformerLM : public nn::Module, public nn::ConfigHolder<TransformerConf
     using RS = typename moe::MoEOutput<T>::RouterScalar;
     out.balance_loss = Var<RS>(Tensor<RS>::scalar(RS(0)));
     Var<T> x = embed(ids);
-    for (std::size_t l = 0; l < layers.size(); ++l) x = layers[l](x, caches ? &(*caches)[l] : nullptr, out.balance_loss, out.moe_stats);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const bool checkpointed = checkpoint_every_ > 0 && static_cast<std::int64_t>(l) % checkpoint_every_ == 0;
+      x = layers[l](x, caches ? &(*caches)[l] : nullptr, out.balance_loss, out.moe_stats, checkpointed);
+    }
     x = norm(x);
     out.logits = lm_head ? (*lm_head)(x) : matmul(x, embed.weight.t());
     return out;
@@ -207,6 +278,13 @@ class TransformerLM : public nn::Module, public nn::ConfigHolder<TransformerConf
     return produced;
   }
 
+  /// Activation checkpointing from the next forward on: 0 none, n every n-th block (0, n, 2n...).
+  void set_checkpoint_every(std::int64_t n) {
+    if (n < 0) fail<config_error>("TransformerLM::set_checkpoint_every", "the interval must be 0 (off) or positive, got ", n);
+    checkpoint_every_ = n;
+  }
+  std::int64_t checkpoint_every() const { return checkpoint_every_; }
+
   /// Call once per optimizer step: updates each MoE layer's balancing bias (see MoELayer).
   void finish_step() {
     for (auto& l : layers)
@@ -228,7 +306,8 @@ class TransformerLM : public nn::Module, public nn::ConfigHolder<TransformerConf
   TransformerLM(const TransformerConfig& c, Options o, int)
       : Holder(c), embed(nn::EmbeddingConfig{c.vocab_size, c.d_model}, {o.generator}), norm(nn::NormConfig{c.d_model}) {
     Generator& gen = o.generator ? *o.generator : default_generator();
-    for (std::int64_t l = 0; l < c.n_layers; ++l) layers.emplace_back(c, c.n_experts > 0 && l >= c.first_dense_layers, o, gen);
+    set_checkpoint_every(o.checkpoint_every);
+    for (std::int64_t l = 0; l < c.n_layers; ++l) layers.emplace_back(c, c.n_experts > 0 && l >= c.first_dense_layers, o, gen, l);
     if (!c.tie_embeddings) {
       nn::LinearConfig lc;
       lc.in_features = c.d_model;
@@ -237,6 +316,7 @@ class TransformerLM : public nn::Module, public nn::ConfigHolder<TransformerConf
       lm_head.emplace(lc, nn::LinearOptions{&gen});
     }
   }
+  std::int64_t checkpoint_every_ = 0;
 };
 
 }  // namespace dsm::models

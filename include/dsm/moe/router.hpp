@@ -163,7 +163,10 @@ class Router : public nn::Module {
   /// so a replay reproduces them exactly. `replay` (undefined: choose afresh) fixes the experts.
   RouterOutput<R> route(const Var<R>& x, const RouteSpec& spec, const Tensor<R>& noise = {}, const Tensor<std::int64_t>& replay = {}) const {
     RouterOutput<R> out;
-    out.logits = linear(x, weight);
+    {
+      const dsm::detail::GemmPrecisionScope fp32(GemmPrecision::fp32);  // routers stay fp32 under autocast
+      out.logits = linear(x, weight);
+    }
     out.scores = spec.gate == GateKind::softmax ? softmax(out.logits, -1) : Var<R>(sigmoid(out.logits));
     if (replay.defined()) {
       if (replay.rank() != 2 || replay.size(0) != x.size(0) || replay.size(1) != spec.top_k)

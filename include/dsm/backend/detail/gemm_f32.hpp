@@ -3,7 +3,8 @@
 // C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C, row-major C. A and B are read through
 // (row, column) strides, so transposes cost nothing, and their elements may be float, bf16 or f16:
 // they are converted to float while being packed, which is also how bf16 inputs get fp32
-// accumulation without a separate conversion pass.
+// accumulation without a separate conversion pass. Under autocast, float operands are rounded to
+// bf16 or f16 in the same pass (Rounding): a low-precision GEMM without a low-precision copy.
 //
 // Blocking: B is packed in [KC x NC] blocks of NR-wide column panels (kept in L3 and streamed
 // through L1), A in [MC x KC] blocks of MR-tall row panels (kept in L2); a register-resident
@@ -19,9 +20,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 #if defined(_OPENMP)
@@ -29,6 +31,7 @@
 #endif
 
 #include "../../core/dtype.hpp"
+#include "../../core/half.hpp"
 
 namespace dsm::detail::gemm {
 
@@ -89,18 +92,43 @@ constexpr std::int64_t kc_block = DSM_GEMM_KC;                 // depth of a pac
 constexpr std::int64_t mc_block = mr * DSM_GEMM_MC_PANELS;     // rows of a packed A block (L2)
 constexpr std::int64_t nc_block = nr * 256;                    // columns of a packed B block (L3)
 
-/// A strided matrix operand: element (i, j) at p[i * rs + j * cs].
-template <class T>
+/// Operand rounding for autocast: packing rounds each float to the nearest bf16 or f16 (round to
+/// nearest even) and widens it back, which is exactly a GEMM over a bf16/f16 copy of the operand
+/// with fp32 accumulation, without making the copy.
+struct RoundToBf16 {};
+struct RoundToF16 {};
+
+/// The float a packed element holds: x widened, after rounding to R's precision when R is one of
+/// the rounding tags above (void: no rounding).
+template <class R, class T>
+inline float widen(T x) {
+  if constexpr (std::is_same_v<R, RoundToBf16>) {
+    return bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(x)));
+  } else if constexpr (std::is_same_v<R, RoundToF16>) {
+#if defined(__F16C__)
+    return _cvtsh_ss(_cvtss_sh(static_cast<float>(x), _MM_FROUND_TO_NEAREST_INT));  // IEEE RNE, as the codec
+#else
+    return f16_bits_to_float(float_to_f16_bits(static_cast<float>(x)));
+#endif
+  } else {
+    return static_cast<float>(x);
+  }
+}
+
+/// A strided matrix operand: element (i, j) at p[i * rs + j * cs], rounded as R says when packed.
+template <class T, class R = void>
 struct View {
+  using value_type = T;
+  using round_type = R;
   const T* p;
   std::int64_t rs, cs;
-  float at(std::int64_t i, std::int64_t j) const { return static_cast<float>(p[i * rs + j * cs]); }
+  float at(std::int64_t i, std::int64_t j) const { return widen<R>(p[i * rs + j * cs]); }
 };
 
 /// Packs rows [0, m) x depth [0, k) of A into MR-tall panels, zero-padding the last panel:
 /// panel r holds, for each depth p, MR consecutive values.
-template <class T>
-void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
+template <class T, class R>
+void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
   if (a.rs == 1 && a.cs != 1 && m >= mr) {
     // Transposed A (depth p is a contiguous run of m values, runs a.cs apart): read each run
     // once and deal it out to every full panel. Panel by panel would read 6 values per run at a
@@ -111,11 +139,11 @@ void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
       for (std::int64_t r0 = 0; r0 < full; r0 += mr) {
         float* d = dst + r0 * k + p * mr;
 #pragma GCC unroll 16
-        for (int i = 0; i < mr; ++i) d[i] = static_cast<float>(src[r0 + i]);
+        for (int i = 0; i < mr; ++i) d[i] = widen<R>(src[r0 + i]);
       }
     }
     if (full == m) return;
-    pack_a(View<T>{a.p + full, a.rs, a.cs}, m - full, k, dst + full * k);  // the partial panel, below
+    pack_a(View<T, R>{a.p + full, a.rs, a.cs}, m - full, k, dst + full * k);  // the partial panel, below
     return;
   }
   for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
@@ -125,13 +153,13 @@ void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
       if (a.cs == 1) {  // row-major A: MR row streams
         for (std::int64_t p = 0; p < k; ++p) {
 #pragma GCC unroll 16
-          for (int i = 0; i < mr; ++i) dst[i] = static_cast<float>(base[i * a.rs + p]);
+          for (int i = 0; i < mr; ++i) dst[i] = widen<R>(base[i * a.rs + p]);
           dst += mr;
         }
       } else {  // transposed A: each depth is MR consecutive values
         for (std::int64_t p = 0; p < k; ++p) {
 #pragma GCC unroll 16
-          for (int i = 0; i < mr; ++i) dst[i] = static_cast<float>(base[p * a.cs + i]);
+          for (int i = 0; i < mr; ++i) dst[i] = widen<R>(base[p * a.cs + i]);
           dst += mr;
         }
       }
@@ -147,14 +175,14 @@ void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
 }
 
 /// Packs depth [0, k) x columns [0, n) of B into NR-wide panels, zero-padding the last one.
-template <class T>
-void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
+template <class T, class R>
+void pack_b(const View<T, R>& b, std::int64_t k, std::int64_t n, float* dst) {
   for (std::int64_t c0 = 0; c0 < n; c0 += nr) {
     const std::int64_t cols = std::min<std::int64_t>(nr, n - c0);
     float* panel = dst + c0 * k;
     if (cols == nr && b.cs == 1) {  // unit-stride rows of B: straight copies
       for (std::int64_t p = 0; p < k; ++p)
-        for (int j = 0; j < nr; ++j) panel[p * nr + j] = static_cast<float>(b.p[p * b.rs + c0 + j]);
+        for (int j = 0; j < nr; ++j) panel[p * nr + j] = widen<R>(b.p[p * b.rs + c0 + j]);
     } else {
       for (std::int64_t p = 0; p < k; ++p) {
         std::int64_t j = 0;
@@ -163,6 +191,20 @@ void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
       }
     }
   }
+}
+
+/// The rounding a GEMM applies to float operands while packing them (autocast's bf16 or f16).
+enum class Rounding : std::uint8_t { none, bf16, f16 };
+
+/// Calls pack(view) with the view retyped for a run-time rounding: the driver is compiled once,
+/// the packing loops once per rounding (only float operands are rounded; bf16 and f16 already are).
+template <class T, class Pack>
+void with_rounding(Rounding round, const View<T>& v, Pack&& pack) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (round == Rounding::bf16) return pack(View<T, RoundToBf16>{v.p, v.rs, v.cs});
+    if (round == Rounding::f16) return pack(View<T, RoundToF16>{v.p, v.rs, v.cs});
+  }
+  pack(v);
 }
 
 /// acc = A panel x B panel over depth k; then C = alpha * acc + beta * C for the valid
@@ -274,7 +316,7 @@ struct PackedB {
 };
 
 template <class TB>
-PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n) {
+PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n, Rounding round = Rounding::none) {
   PackedB out{k, n, {}};
   std::size_t total = 0;
   for (std::int64_t jc = 0; jc < n; jc += nc_block)
@@ -285,7 +327,7 @@ PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n) {
   for (std::int64_t jc = 0; jc < n; jc += nc_block)
     for (std::int64_t pc = 0; pc < k; pc += kc_block) {
       const std::int64_t nc = std::min(nc_block, n - jc), kc = std::min(kc_block, k - pc);
-      pack_b(View<TB>{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs}, kc, nc, out.data.data() + offset);
+      with_rounding(round, View<TB>{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs}, [&](const auto& v) { pack_b(v, kc, nc, out.data.data() + offset); });
       offset += static_cast<std::size_t>((nc + nr - 1) / nr * nr * kc);
     }
   return out;
@@ -293,9 +335,10 @@ PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n) {
 
 /// C = alpha * A * B + beta * C with A viewed as [m, k], B as [k, n], C row-major with ldc.
 /// With `packed` (from pack_b_once of this B), B is read from it instead of being packed.
+/// `round` rounds float operands to bf16 or f16 as they are packed (autocast).
 template <class TA, class TB>
 void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> a, View<TB> b, float beta, float* c, std::int64_t ldc,
-          const PackedB* packed = nullptr) {
+          const PackedB* packed = nullptr, Rounding round = Rounding::none) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (std::int64_t i = 0; i < m; ++i)
@@ -330,7 +373,7 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         const std::int64_t ic = ib * mc_block, mc = std::min(mc_block, m - ic);
         const std::int64_t p0 = n_panels * g / col_groups, p1 = n_panels * (g + 1) / col_groups;
         float* apack = a_workspace().get(static_cast<std::size_t>((mc_block + mr) * kc));
-        pack_a(View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, mc, kc, apack);
+        with_rounding(round, View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, [&](const auto& v) { pack_a(v, mc, kc, apack); });
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
           for (std::int64_t i0 = 0; i0 < mc; i0 += mr)
@@ -345,7 +388,8 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
           if (!packed) {
 #pragma omp for schedule(static)
             for (std::int64_t p = 0; p < n_panels; ++p)
-              pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc);
+              with_rounding(round, View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs},
+                            [&](const auto& v) { pack_b(v, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc); });
           }
 #pragma omp for schedule(static)
           for (std::int64_t item = 0; item < items; ++item) run_item(item);
@@ -353,7 +397,7 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         continue;
       }
 #endif
-      if (!packed) pack_b(bblk, kc, nc, bpack);
+      if (!packed) with_rounding(round, bblk, [&](const auto& v) { pack_b(v, kc, nc, bpack); });
       for (std::int64_t item = 0; item < items; ++item) run_item(item);
     }
   }

@@ -240,8 +240,12 @@ template <class F>
 void for_each_direction(std::int64_t n_dirs, F&& f) {
 #if defined(_OPENMP)
   if (n_dirs == 2 && omp_get_max_threads() >= 2 && !omp_in_parallel()) {
+    const GemmPrecision precision = gemm_precision();  // the worker keeps the caller's autocast mode
 #pragma omp parallel for num_threads(2) schedule(static, 1)
-    for (std::int64_t d = 0; d < 2; ++d) f(d);
+    for (std::int64_t d = 0; d < 2; ++d) {
+      const dsm::detail::GemmPrecisionScope mode(precision);
+      f(d);
+    }
     return;
   }
 #endif
