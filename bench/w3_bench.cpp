@@ -40,7 +40,8 @@ void W3_forward_dsm(benchmark::State& state) {
 }
 BENCHMARK(W3_forward_dsm)->Name("W3/forward/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
 
-void W3_train_dsm(benchmark::State& state) {
+/// bf16: the forward under bf16 autocast (the expert GEMMs round their operands; the router stays fp32).
+void W3_train(benchmark::State& state, bool bf16) {
   dsm::set_num_threads(static_cast<int>(state.range(0)));
   Layer layer = make_layer();
   dsm::Generator gen(4);
@@ -48,14 +49,19 @@ void W3_train_dsm(benchmark::State& state) {
   for (auto _ : state) {
     layer.zero_grad();
     x.zero_grad();
-    auto out = layer(x);
-    dsm::Var<float> loss = dsm::sum(out.output) + out.balance_loss;
+    dsm::Var<float> loss;
+    {
+      dsm::amp::autocast ac(dsm::amp::Precision::bf16, bf16);
+      auto out = layer(x);
+      loss = dsm::sum(out.output) + out.balance_loss;
+    }
     loss.backward();
     benchmark::DoNotOptimize(x.grad().data());
   }
   report(state, w3::train_flops_per_token);
 }
-BENCHMARK(W3_train_dsm)->Name("W3/forward_backward/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(W3_train, fp32, false)->Name("W3/forward_backward/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(W3_train, bf16, true)->Name("W3/forward_backward_autocast_bf16/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void W3_limit(benchmark::State& state, double flops_per_token) {
   const int threads = static_cast<int>(state.range(0));

@@ -1,7 +1,8 @@
 // W7: one training step (forward, backward, AdamW) of a byte-level MoE transformer LM: vocab 256,
 // d 256, 4 layers, 4 heads, causal, T = 128, batch 16, pre-norm RMSNorm, every FFN an MoE of 8
-// SwiGLU experts of hidden 512, top-2. Rate: tokens/s (batch * T per step). Also incremental
-// decoding tokens/s with and without the KV cache (rows W7/decode_*).
+// SwiGLU experts of hidden 512, top-2. Rate: tokens/s (batch * T per step); counters: peak memory.
+// Variants: activation checkpointing of every block, bf16 autocast. Also incremental decoding
+// tokens/s with and without the KV cache (rows W7/decode_*).
 #include <benchmark/benchmark.h>
 
 #include <dsm/dsm.hpp>
@@ -21,25 +22,42 @@ LM make_lm() {
   return LM(o);
 }
 
-void W7_train_dsm(benchmark::State& state) {
+/// One training step per iteration. bf16: the forward under bf16 autocast (backward follows each
+/// node's mode); checkpoint_every: activation checkpointing of every n-th block. Counters: the
+/// allocator's peak bytes over the timed steps (activations, gradients, optimizer state).
+void W7_train(benchmark::State& state, bool bf16, std::int64_t checkpoint_every) {
   dsm::set_num_threads(static_cast<int>(state.range(0)));
   LM lm = make_lm();
+  lm.set_checkpoint_every(checkpoint_every);
   dsm::optim::AdamW<float> opt(lm.named_parameters(), {.lr = w7::lr});
   dsm::Generator gen(2);
   const auto tokens = dsm::Tensor<std::int64_t>::randint(0, w7::vocab, {w7::batch, w7::seq + 1}, gen);
   const auto x = tokens.narrow(1, 0, w7::seq).contiguous(), y = tokens.narrow(1, 1, w7::seq).contiguous();
-  for (auto _ : state) {
+  auto step = [&] {
     opt.zero_grad();
-    auto out = lm(x);
-    dsm::Var<float> loss = dsm::models::lm_loss(out.logits, y) + out.balance_loss;
+    dsm::Var<float> loss;
+    {
+      dsm::amp::autocast ac(dsm::amp::Precision::bf16, bf16);
+      auto out = lm(x);
+      loss = dsm::models::lm_loss(out.logits, y) + out.balance_loss;
+    }
     loss.backward();
     opt.step();
     lm.finish_step();
-    benchmark::DoNotOptimize(loss.item());
-  }
+    return loss.item();
+  };
+  step();  // optimizer state exists from here on, as in a long run
+  dsm::cpu::empty_cache();
+  dsm::cpu::reset_peak_memory();
+  const std::size_t base = dsm::cpu::memory_stats().current_bytes;
+  for (auto _ : state) benchmark::DoNotOptimize(step());
+  state.counters["peak_MB"] = static_cast<double>(dsm::cpu::memory_stats().peak_bytes) / 1e6;
+  state.counters["peak_over_state_MB"] = static_cast<double>(dsm::cpu::memory_stats().peak_bytes - base) / 1e6;
   state.SetItemsProcessed(state.iterations() * w7::batch * w7::seq);
 }
-BENCHMARK(W7_train_dsm)->Name("W7/train/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(W7_train, fp32, false, 0)->Name("W7/train/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(W7_train, checkpointed, false, 1)->Name("W7/train_checkpoint_every_block/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(W7_train, bf16, true, 0)->Name("W7/train_autocast_bf16/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
 
 /// Generates 128 tokens after a 16-token prompt, with the KV cache (generate) or by recomputing
 /// the whole sequence for every new token.

@@ -2,6 +2,7 @@
 // projection, RoPE, causal softmax attention, Mixtral-style MoE loop with index_select /
 // index_add_, Switch aux loss, torch::optim::AdamW).
 #include <benchmark/benchmark.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "libtorch_threads.hpp"
@@ -95,7 +96,9 @@ struct Model {
   }
 };
 
-void W7_train_libtorch(benchmark::State& state) {
+/// bf16: the forward inside a CPU autocast region (torch.autocast("cpu", torch.bfloat16) in C++:
+/// enable, set the dtype, nest; on leaving, clear the cast cache), backward outside it.
+void W7_train(benchmark::State& state, bool bf16) {
   dsm_bench::set_torch_threads(static_cast<int>(state.range(0)));
   torch::manual_seed(1);
   Model m;
@@ -104,13 +107,24 @@ void W7_train_libtorch(benchmark::State& state) {
   const auto x = tokens.narrow(1, 0, w7::seq).contiguous(), y = tokens.narrow(1, 1, w7::seq).contiguous();
   for (auto _ : state) {
     opt.zero_grad();
-    auto loss = m.loss(x, y);
+    torch::Tensor loss;
+    if (bf16) {
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::increment_nesting();
+      loss = m.loss(x, y);
+      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+      at::autocast::set_cpu_enabled(false);
+    } else {
+      loss = m.loss(x, y);
+    }
     loss.backward();
     opt.step();
     benchmark::DoNotOptimize(loss.item<float>());
   }
   state.SetItemsProcessed(state.iterations() * w7::batch * w7::seq);
 }
-BENCHMARK(W7_train_libtorch)->Name("W7/train/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(W7_train, fp32, false)->Name("W7/train/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(W7_train, bf16, true)->Name("W7/train_autocast_bf16/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -29,6 +29,8 @@ struct Flags {
   std::string data = "build/data/brown";
   std::string out = "build/moe_lm";
   std::string resume;
+  std::string precision = "fp32";
+  std::int64_t checkpoint_every = 0;
   std::int64_t steps = 1200, batch = 16, seq = 128, d_model = 128, layers = 4, heads = 4, experts = 8, top_k = 2, d_ff = 256;
   std::int64_t eval_every = 200, eval_windows = 48, generate = 400, threads = 0;
   double lr = 3e-3, aux = 0.01;
@@ -56,6 +58,8 @@ void usage() {
       "  --eval-every N    validation every N steps                         [200]\n"
       "  --generate N      bytes of text to generate at the end             [400]\n"
       "  --threads N       OpenMP threads (0: all cores)                    [0]\n"
+      "  --precision P     fp32, bf16 (autocast) or f16 (autocast + loss scaling) [fp32]\n"
+      "  --checkpoint-every N  recompute every N-th block in backward (0: off)  [0]\n"
       "  --seed N          random seed                                      [1234]\n"
       "  --quiet           no progress bar\n");
 }
@@ -65,13 +69,16 @@ Flags parse(int argc, char** argv) {
   examples::FlagSet flags;
   flags.ints = {{"--steps", &f.steps},   {"--batch", &f.batch},     {"--seq", &f.seq},         {"--d-model", &f.d_model},
                 {"--layers", &f.layers}, {"--heads", &f.heads},     {"--experts", &f.experts}, {"--top-k", &f.top_k},
-                {"--d-ff", &f.d_ff},     {"--eval-every", &f.eval_every}, {"--generate", &f.generate}, {"--threads", &f.threads}};
+                {"--d-ff", &f.d_ff},     {"--eval-every", &f.eval_every}, {"--generate", &f.generate}, {"--threads", &f.threads},
+                {"--checkpoint-every", &f.checkpoint_every}};
   flags.reals = {{"--lr", &f.lr}, {"--aux", &f.aux}};
   flags.seeds = {{"--seed", &f.seed}};
-  flags.strings = {{"--data", &f.data}, {"--out", &f.out}, {"--resume", &f.resume}};
+  flags.strings = {{"--data", &f.data}, {"--out", &f.out}, {"--resume", &f.resume}, {"--precision", &f.precision}};
   flags.switches = {{"--quiet", &f.quiet}};
   examples::parse_flags(argc, argv, flags, usage);
   if (f.steps == 0 || f.batch == 0 || f.seq < 2 || f.eval_every == 0) throw std::runtime_error("--steps, --batch, --eval-every must be positive and --seq at least 2");
+  if (f.precision != "fp32" && f.precision != "bf16" && f.precision != "f16")
+    throw std::runtime_error("--precision must be fp32, bf16 or f16, got '" + f.precision + "'");
   return f;
 }
 
@@ -160,16 +167,25 @@ int run(const Flags& f) {
   dsm::models::TransformerOptions o;
   o.generator = &gen;
   o.moe.aux_loss_coef = f.aux;
+  o.checkpoint_every = f.checkpoint_every;
   dsm::models::TransformerLM<dsm::dynamic> lm(c, o);
   std::printf("model: d_model %lld, %lld layers (first dense), %lld heads, %lld experts top-%lld of hidden %lld: %.2f M parameters\n",
               static_cast<long long>(c.d_model), static_cast<long long>(c.n_layers), static_cast<long long>(c.n_heads), static_cast<long long>(c.n_experts),
               static_cast<long long>(c.top_k), static_cast<long long>(c.d_ff), static_cast<double>(lm.parameter_count()) / 1e6);
 
   dsm::optim::AdamW<float> opt(lm.named_parameters(), {.lr = f.lr, .weight_decay = 0.01});
+  // Mixed precision: GEMMs on bf16/f16 operands inside autocast; f16 also scales the loss.
+  const bool low = f.precision != "fp32";
+  const auto precision = f.precision == "f16" ? dsm::amp::Precision::f16 : dsm::amp::Precision::bf16;
+  dsm::amp::GradScaler scaler({.enabled = f.precision == "f16"});
+  if (low) std::printf("precision: %s autocast%s\n", f.precision.c_str(), scaler.is_enabled() ? " with dynamic loss scaling" : "");
+  if (f.checkpoint_every > 0) std::printf("activation checkpointing: 1 block in %lld recomputed in backward\n", static_cast<long long>(f.checkpoint_every));
   std::int64_t start_step = 0;
   if (!f.resume.empty()) {
     lm.load_state_dict(dsm::io::load_checkpoint(f.resume + "/model.safetensors"));
     opt.load_state_dict(dsm::io::load_checkpoint(f.resume + "/optimizer.safetensors"));
+    if (scaler.is_enabled() && std::filesystem::exists(f.resume + "/scaler.safetensors"))
+      scaler.load_state_dict(dsm::io::load_checkpoint(f.resume + "/scaler.safetensors"));
     start_step = opt.steps();
     std::printf("resumed from %s at step %lld\n", f.resume.c_str(), static_cast<long long>(start_step));
   }
@@ -185,12 +201,19 @@ int run(const Flags& f) {
     auto [x, y] = sample_batch(train, f.batch, f.seq, gen);
     opt.set_lr(schedule(step));
     opt.zero_grad();
-    auto out = lm(x);
-    dsm::Var<float> ce = dsm::models::lm_loss(out.logits, y);
-    dsm::Var<float> loss = ce + out.balance_loss;
-    loss.backward();
+    dsm::models::LMOutput<float> out;
+    dsm::Var<float> ce, loss;
+    {
+      dsm::amp::autocast ac(precision, low);
+      out = lm(x);
+      ce = dsm::models::lm_loss(out.logits, y);
+      loss = ce + out.balance_loss;
+    }
+    scaler.scale(loss).backward();
+    scaler.unscale(opt);  // clip the true gradients (a no-op without f16)
     dsm::optim::clip_grad_norm(lm.parameters(), 1.0);
-    opt.step();
+    scaler.step(opt);     // skipped when an f16 gradient overflowed
+    scaler.update();
     lm.finish_step();
     const double l = ce.item();
     smooth = step == start_step ? l : 0.95 * smooth + 0.05 * l;
@@ -218,6 +241,7 @@ int run(const Flags& f) {
 
   dsm::io::save_safetensors(f.out + "/model.safetensors", lm.state_dict(), {{"format", "pt"}});
   dsm::io::save_safetensors(f.out + "/optimizer.safetensors", opt.state_dict());
+  if (scaler.is_enabled()) dsm::io::save_safetensors(f.out + "/scaler.safetensors", scaler.state_dict());
   std::printf("checkpoint: %s/model.safetensors (+ optimizer.safetensors); loss curve: %s/loss.csv\n", f.out.c_str(), f.out.c_str());
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
     const std::string cmd = "gnuplot -e \"set terminal png size 800,500; set output '" + f.out +
