@@ -72,7 +72,8 @@ struct Model {
       const auto tokens = torch::floor_divide(slots, w7::top_k);
       const auto xe = flat.index_select(0, tokens);
       const auto h = torch::silu(torch::mm(xe, b.w1[e].t())) * torch::mm(xe, b.w3[e].t());
-      out.index_add_(0, tokens, torch::mm(h, b.w2[e].t()) * weights.reshape({-1}).index_select(0, slots).unsqueeze(1));
+      // .to(): under autocast the expert product is bf16 while out (from fp32 x) is not
+      out.index_add_(0, tokens, (torch::mm(h, b.w2[e].t()) * weights.reshape({-1}).index_select(0, slots).unsqueeze(1)).to(out.scalar_type()));
     }
     const auto counts = torch::bincount(flat_ids, {}, w7::experts).to(torch::kFloat);
     aux = aux + w7::aux_loss_coef * w7::experts * (counts / static_cast<double>(flat_ids.numel()) * probs.mean(0)).sum();
