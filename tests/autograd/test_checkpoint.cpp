@@ -7,6 +7,8 @@
 
 #include <dsm/dsm.hpp>
 
+#include "support/gradcheck.hpp"
+
 using dsm::Tensor;
 using dsm::Var;
 
@@ -63,6 +65,20 @@ TEST_CASE("checkpoint: gradients are bit-identical to the plain call, with dropo
   CHECK(plain.w2 == ckpt.w2);
   // Dropout really was on (bit-identity without it would not show the generators rewound).
   CHECK(run_chain(false, 0.0).loss != plain.loss);
+}
+
+TEST_CASE("checkpoint gradcheck: two inputs, a captured parameter, two outputs, nesting") {
+  const auto a = dsm_test::grad_randn({3, 4}, 1), b = dsm_test::grad_randn({4, 2}, 2), w = dsm_test::grad_randn({2, 2}, 3);
+  auto loss = [](const dsm_test::GradInputs& in) {
+    const Var<double>& w = in[2];
+    auto f = [&w](const Var<double>& x, const Var<double>& y) {
+      Var<double> h = dsm::checkpoint([&w](const Var<double>& p) { return Var<double>(dsm::tanh(dsm::matmul(p, w))); }, dsm::matmul(x, y));
+      return std::vector<Var<double>>{h, dsm::sum(Var<double>(h * h))};
+    };
+    std::vector<Var<double>> out = dsm::checkpoint(f, in[0], in[1]);
+    return Var<double>(dsm::sum(Var<double>(out[0] * 0.5)) + out[1]);
+  };
+  DSM_GRADCHECK(loss, a, b, w);
 }
 
 TEST_CASE("checkpoint: the generators continue as if the function ran once") {
