@@ -81,13 +81,21 @@ TEST_CASE("checkpoint gradcheck: two inputs, a captured parameter, two outputs, 
   DSM_GRADCHECK(loss, a, b, w);
 }
 
-TEST_CASE("checkpoint: the generators continue as if the function ran once") {
+TEST_CASE("checkpoint: the generators continue as if the function ran once; checkpoint_recomputing() tells the runs apart") {
   dsm::Generator init(3);
   Block a(init);
   Var<float> x(Tensor<float>::randn({4, 16}, init), true);
-  Var<float> y = dsm::checkpoint([&a](const Var<float>& in) { return a(in); }, x);
+  std::vector<bool> recomputing;  // checkpoint_recomputing() as seen by each run of the function
+  Var<float> y = dsm::checkpoint(
+      [&](const Var<float>& in) {
+        recomputing.push_back(dsm::checkpoint_recomputing());
+        return a(in);
+      },
+      x);
   const auto drop_after_forward = a.drop_gen.state().offset, noise_after_forward = a.noise_gen.state().offset;
   dsm::sum(y).backward();  // recomputes: rewinds and restores both generators
+  CHECK(recomputing == std::vector<bool>{false, true});
+  CHECK_FALSE(dsm::checkpoint_recomputing());
   CHECK(a.drop_gen.state().offset == drop_after_forward);
   CHECK(a.noise_gen.state().offset == noise_after_forward);
   CHECK(drop_after_forward > 0);
