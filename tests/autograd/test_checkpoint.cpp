@@ -81,7 +81,7 @@ TEST_CASE("checkpoint gradcheck: two inputs, a captured parameter, two outputs, 
   DSM_GRADCHECK(loss, a, b, w);
 }
 
-TEST_CASE("checkpoint: the generators continue as if the function ran once; checkpoint_recomputing() tells the runs apart") {
+TEST_CASE("checkpoint: the generators continue as if the function ran once, and checkpoint_recomputing() tells the runs apart") {
   dsm::Generator init(3);
   Block a(init);
   Var<float> x(Tensor<float>::randn({4, 16}, init), true);
