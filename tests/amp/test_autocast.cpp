@@ -66,7 +66,7 @@ TEST_CASE("autocast: a linear layer's backward rounds as its forward did, even o
   CHECK(x.grad().to_vector() == dsm::matmul(gr, wr).to_vector());      // dx = g W
 }
 
-TEST_CASE("autocast: MoE routers, norms and softmax stay fp32; the experts run in bf16") {
+TEST_CASE("autocast: MoE routers, norms and softmax stay fp32, the experts run in bf16") {
   dsm::Generator gen(3);
   dsm::moe::MoEOptions o;
   o.generator = &gen;

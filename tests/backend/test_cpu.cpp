@@ -89,7 +89,7 @@ TEST_CASE("bf16 inputs are widened while packing and accumulate in float") {
     for (std::int64_t j = 0; j < 21; ++j) CHECK(std::abs(c(i, j) - ref(i, j)) < 1e-4);
 }
 
-TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A; shapes checked") {
+TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shapes checked") {
   dsm::Generator gen(17);
   for (const auto [m, n, k] : {std::array<std::int64_t, 3>{32, 512, 128}, {7, 100, 400}, {1, 33, 5}}) {
     CAPTURE(m);

@@ -40,7 +40,7 @@ double tag_accuracy(const Tensor<std::int64_t>& pred, const Synthetic& s) {
 
 }  // namespace
 
-TEST_CASE("BiLSTMCRF learns a tagging task that needs context; decoding marks padding with -1") {
+TEST_CASE("BiLSTMCRF learns a tagging task that needs context, decoding marks padding with -1") {
   dsm::Generator gen(1);
   dsm::models::BiLSTMCRF<{.vocab_size = 6, .embedding_dim = 8, .hidden_size = 16, .num_tags = 3}> tagger({.generator = &gen});
   const auto data = synthetic(24, 7, 6, 3, 2);

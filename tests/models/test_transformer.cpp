@@ -53,7 +53,7 @@ TEST_CASE("a tiny MoE LM overfits a fixed batch to near-zero loss") {
   CHECK(last < 0.05);
 }
 
-TEST_CASE("KV-cache decoding gives the logits of full recomputation; generation is reproducible") {
+TEST_CASE("KV-cache decoding gives the logits of full recomputation, generation is reproducible") {
   dsm::Generator gen(2);
   TransformerOptions o;
   o.generator = &gen;
@@ -89,7 +89,7 @@ TEST_CASE("KV-cache decoding gives the logits of full recomputation; generation 
   CHECK_THROWS_AS(small.generate(prompt_ids, 2, {}, g4, 1), dsm::config_error);
 }
 
-TEST_CASE("TransformerLM parameters are named like the checkpoints; dense, MoE and tied layouts") {
+TEST_CASE("TransformerLM parameters are named like the checkpoints, dense, MoE and tied layouts") {
   dsm::Generator gen(3);
   TransformerOptions o;
   o.generator = &gen;

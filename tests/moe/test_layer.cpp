@@ -215,7 +215,7 @@ TEST_CASE("a 1-expert top-1 MoE is the dense FFN, bit for bit") {
   CHECK(moe(x).output.value().to_vector() == dense(x).value().to_vector());
 }
 
-TEST_CASE("MoE: replayed routing is bit-identical and not counted twice; runs are deterministic") {
+TEST_CASE("MoE: replayed routing is bit-identical and not counted twice, runs are deterministic") {
   dsm::Generator gen(21);
   MoEOptions o;
   o.aux_loss_coef = 0.01;

@@ -37,7 +37,7 @@ TEST_CASE("select_experts: group-limited routing keeps the best groups, scored b
         std::vector<std::int64_t>{2, 3});
 }
 
-TEST_CASE("gate_weights: chosen scores, renormalized and scaled; gradcheck") {
+TEST_CASE("gate_weights: chosen scores, renormalized and scaled, gradcheck") {
   const auto ids = ids_of({{2, 0}, {1, 3}, {3, 2}});
   const Var<double> s(Tensor<double>::from({{0.1, 0.2, 0.3, 0.4}, {0.25, 0.25, 0.25, 0.25}, {0.7, 0.1, 0.15, 0.05}}), true);
   const auto w = gate_weights(s, ids, false, 2.0).value();
@@ -125,7 +125,7 @@ TEST_CASE("permute and un-permute: gradcheck, with and without dropping") {
   CHECK_THROWS_AS(unpermute_tokens(Var<double>(Tensor<double>::zeros({8, 3})), Var<double>(Tensor<double>::zeros({4, 3})), p), dsm::shape_error);
 }
 
-TEST_CASE("grouped_swiglu equals each expert applied to its rows; gradcheck with an empty expert") {
+TEST_CASE("grouped_swiglu equals each expert applied to its rows, gradcheck with an empty expert") {
   dsm::Generator gen(11);
   std::vector<FeedForward<double>> experts;
   for (int e = 0; e < 3; ++e) experts.emplace_back(4, 5, gen);

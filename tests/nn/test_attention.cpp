@@ -59,7 +59,7 @@ TEST_CASE("attention and flash_attention equal PyTorch: GQA + causal + padding, 
   }
 }
 
-TEST_CASE("flash_attention equals the plain kernel in float on random shapes; a query with no visible key gives zeros") {
+TEST_CASE("flash_attention equals the plain kernel in float on random shapes, a query with no visible key gives zeros") {
   dsm::Generator gen(3);
   const Var<float> q(Tensor<float>::randn({2, 4, 97, 16}, gen), true), k(Tensor<float>::randn({2, 2, 70, 16}, gen), true),
       v(Tensor<float>::randn({2, 2, 70, 12}, gen), true);
@@ -70,7 +70,7 @@ TEST_CASE("flash_attention equals the plain kernel in float on random shapes; a 
   for (std::size_t i = 0; i < 27 * 12; ++i) CHECK(flash[i] == 0.f);
 }
 
-TEST_CASE("attention gradcheck: plain and flash, GQA with causal and padding masks; rotary") {
+TEST_CASE("attention gradcheck: plain and flash, GQA with causal and padding masks, rotary") {
   F::AttentionOptions o;
   o.causal = true;
   o.key_padding_mask = Tensor<bool>::zeros({2, 5});
@@ -178,7 +178,7 @@ TEST_CASE("flash_attention's peak memory grows linearly: far below the plain ker
   CHECK(flash * 8 < plain);
 }
 
-TEST_CASE("attention errors name the problem; dropout in the plain kernel is seeded") {
+TEST_CASE("attention errors name the problem, dropout in the plain kernel is seeded") {
   const Var<float> q(Tensor<float>::zeros({1, 3, 4, 8})), k(Tensor<float>::zeros({1, 2, 4, 8})), v(Tensor<float>::zeros({1, 2, 4, 8}));
   CHECK_THROWS_WITH_AS(F::attention(q, k, v), doctest::Contains("the 2 key/value heads must divide the 3 query heads"), dsm::shape_error);
   CHECK_THROWS_AS(F::flash_attention(Var<float>(Tensor<float>::zeros({1, 2, 4})), k, v), dsm::shape_error);

@@ -75,7 +75,7 @@ const std::vector<std::string> kBioTags{"O", "B-X", "I-X", "B-Y", "I-Y"};
 
 }  // namespace
 
-TEST_CASE("crf_nll equals brute-force enumeration; every reduction; lengths including empty") {
+TEST_CASE("crf_nll equals brute-force enumeration, every reduction, lengths including empty") {
   const std::int64_t nb = 4, steps = 4, k = 3;
   dsm::Generator gen(1);
   const Var<double> e(Tensor<double>::randn({nb, steps, k}, gen) * 2.0, true);
@@ -137,7 +137,7 @@ TEST_CASE("Viterbi and n-best equal the brute-force ranking, with and without BI
   }
 }
 
-TEST_CASE("Constrained crf_nll equals enumeration over the allowed paths; forbidden entries get no gradient") {
+TEST_CASE("Constrained crf_nll equals enumeration over the allowed paths, forbidden entries get no gradient") {
   const std::int64_t k = 5, steps = 4;
   dsm::Generator gen(5);
   const Var<double> e(Tensor<double>::randn({2, steps, k}, gen), true);
@@ -176,7 +176,7 @@ TEST_CASE("crf_nll gradcheck: emissions and all scores, with lengths, constraint
     }
 }
 
-TEST_CASE("CRF in float: large scores stay finite and agree with double; the module wraps the functions") {
+TEST_CASE("CRF in float: large scores stay finite and agree with double, the module wraps the functions") {
   dsm::nn::CRF<{.num_tags = 4}> crf;
   dsm::Generator gen(8);
   const Tensor<float> e = Tensor<float>(Tensor<float>::randn({2, 6, 4}, gen) * 400.f);  // scores far beyond exp's range

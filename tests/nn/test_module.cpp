@@ -68,7 +68,7 @@ TEST_CASE("Module: state_dict round trip, and errors naming the entry") {
   CHECK(b.tok.weight.value().to_vector() == a.tok.weight.value().to_vector());
 }
 
-TEST_CASE("Module: train and eval reach sub-modules; dropout is seeded and off in eval") {
+TEST_CASE("Module: train and eval reach sub-modules, dropout is seeded and off in eval") {
   Net net;
   CHECK(net.drop.is_training());
   Var<float> x(Tensor<float>::ones({1000}));
