@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <array>
+#include <cmath>
+
 #include <dsm/dsm.hpp>
 
 #include "support/fixtures.hpp"
@@ -67,4 +70,35 @@ TEST_CASE("matmul results are bit-identical at 1 and 2 threads") {
   dsm::set_num_threads(saved);
   CHECK(c1 == c2);
   CHECK(d1 == d2);
+}
+
+TEST_CASE("matmul with transposed operands and few row blocks equals the double product at 1 and 2 threads") {
+  // Row counts that the 2-thread GEMM splits into balanced blocks (256 rows: 4 x 66, not 96 + 96
+  // + 64), depths that are and are not multiples of the 8-depth packing transposes, and every
+  // transpose combination (row-major A and transposed B go through the transposing packers).
+  dsm::Generator g{9};
+  const int saved = dsm::get_num_threads();
+  for (auto [m, k, n] : {std::array<std::int64_t, 3>{256, 384, 256}, {100, 9, 70}, {13, 8, 33}, {198, 17, 48}}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        CAPTURE(m);
+        CAPTURE(k);
+        CAPTURE(n);
+        CAPTURE(ta);
+        CAPTURE(tb);
+        const auto a = ta ? TF::randn({k, m}, g).t() : TF::randn({m, k}, g);
+        const auto b = tb ? TF::randn({n, k}, g).t() : TF::randn({k, n}, g);
+        const auto ad = a.to<double>(), bd = b.to<double>();
+        const auto want = dsm::matmul(ad, bd).to_vector();
+        dsm::set_num_threads(1);
+        const auto c1 = dsm::matmul(a, b).to_vector();
+        dsm::set_num_threads(2);
+        const auto c2 = dsm::matmul(a, b).to_vector();
+        CHECK(c1 == c2);
+        double worst = 0;
+        for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(c1[i] - want[i]) / (1.0 + std::abs(want[i])));
+        CHECK(worst < 1e-4);  // fp32 rounding over k <= 384 terms; a misplaced element is O(1)
+      }
+  }
+  dsm::set_num_threads(saved);
 }

@@ -125,10 +125,50 @@ struct View {
   float at(std::int64_t i, std::int64_t j) const { return widen<R>(p[i * rs + j * cs]); }
 };
 
+#if defined(__AVX2__)
+/// In-register transpose of an 8 x 8 float block: r[i] lane j becomes r[j] lane i.
+inline void transpose8x8(__m256 (&r)[8]) {
+  __m256 lo[4], hi[4], q[8];
+  for (int i = 0; i < 4; ++i) {  // interleave row pairs: (0,1), (2,3), (4,5), (6,7)
+    lo[i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    hi[i] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // four-row columns within each 128-bit half
+    q[4 * h + 0] = _mm256_shuffle_ps(lo[2 * h], lo[2 * h + 1], _MM_SHUFFLE(1, 0, 1, 0));
+    q[4 * h + 1] = _mm256_shuffle_ps(lo[2 * h], lo[2 * h + 1], _MM_SHUFFLE(3, 2, 3, 2));
+    q[4 * h + 2] = _mm256_shuffle_ps(hi[2 * h], hi[2 * h + 1], _MM_SHUFFLE(1, 0, 1, 0));
+    q[4 * h + 3] = _mm256_shuffle_ps(hi[2 * h], hi[2 * h + 1], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int j = 0; j < 4; ++j) {  // join the halves of rows 0-3 and rows 4-7
+    r[j] = _mm256_permute2f128_ps(q[j], q[4 + j], 0x20);
+    r[j + 4] = _mm256_permute2f128_ps(q[j], q[4 + j], 0x31);
+  }
+}
+
+/// Packs 8 depths of a panel whose depth runs are contiguous in memory (row-major A, transposed
+/// B): out[q * ld_out + i] = in[i * ld_in + q] for q < 8 and the panel's rows i, in Groups blocks
+/// of 8 rows, the last holding rows_last (missing rows read as zero). Every output row is stored
+/// 8 wide per group, so when rows_last < 8 the store of row q spills 8 - rows_last floats into row
+/// q + 1, which the next store overwrites; the caller then owns at least one more depth after
+/// these 8 (it packs that one after), so the spill stays inside the panel.
+template <int Groups>
+inline void pack_transposed_block8(const float* in, std::int64_t ld_in, int rows_last, float* out, std::int64_t ld_out) {
+  __m256 cols[Groups][8];
+  for (int g = 0; g < Groups; ++g) {
+    const int rows = g + 1 < Groups ? 8 : rows_last;
+    for (int i = 0; i < 8; ++i) cols[g][i] = i < rows ? _mm256_loadu_ps(in + (g * 8 + i) * ld_in) : _mm256_setzero_ps();
+    transpose8x8(cols[g]);
+  }
+  for (int q = 0; q < 8; ++q)
+    for (int g = 0; g < Groups; ++g) _mm256_storeu_ps(out + q * ld_out + g * 8, cols[g][q]);
+}
+#endif
+
 /// Packs rows [0, m) x depth [0, k) of A into MR-tall panels, zero-padding the last panel:
 /// panel r holds, for each depth p, MR consecutive values.
 template <class T, class R>
 void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
+  constexpr bool plain_float = std::is_same_v<T, float> && std::is_void_v<R>;
   if (a.rs == 1 && a.cs != 1 && m >= mr) {
     // Transposed A (depth p is a contiguous run of m values, runs a.cs apart): read each run
     // once and deal it out to every full panel. Panel by panel would read 6 values per run at a
@@ -138,8 +178,12 @@ void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
       const T* src = a.p + p * a.cs;
       for (std::int64_t r0 = 0; r0 < full; r0 += mr) {
         float* d = dst + r0 * k + p * mr;
+        if constexpr (plain_float) {
+          __builtin_memcpy(d, src + r0, mr * sizeof(float));  // one or two vector moves, not mr scalar ones
+        } else {
 #pragma GCC unroll 16
-        for (int i = 0; i < mr; ++i) d[i] = widen<R>(src[r0 + i]);
+          for (int i = 0; i < mr; ++i) d[i] = widen<R>(src[r0 + i]);
+        }
       }
     }
     if (full == m) return;
@@ -151,7 +195,14 @@ void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
     if (rows == mr && (a.cs == 1 || a.rs == 1)) {  // full panel: fixed trip counts the compiler unrolls
       const T* base = a.p + r0 * a.rs;
       if (a.cs == 1) {  // row-major A: MR row streams
-        for (std::int64_t p = 0; p < k; ++p) {
+        std::int64_t p = 0;
+#if defined(__AVX2__)
+        if constexpr (plain_float) {  // 8 depths at a time through a register transpose
+          constexpr int groups = (mr + 7) / 8;
+          for (; p + 8 < k; p += 8, dst += 8 * mr) pack_transposed_block8<groups>(base + p, a.rs, mr - 8 * (groups - 1), dst, mr);
+        }
+#endif
+        for (; p < k; ++p) {
 #pragma GCC unroll 16
           for (int i = 0; i < mr; ++i) dst[i] = widen<R>(base[i * a.rs + p]);
           dst += mr;
@@ -183,12 +234,20 @@ void pack_b(const View<T, R>& b, std::int64_t k, std::int64_t n, float* dst) {
     if (cols == nr && b.cs == 1) {  // unit-stride rows of B: straight copies
       for (std::int64_t p = 0; p < k; ++p)
         for (int j = 0; j < nr; ++j) panel[p * nr + j] = widen<R>(b.p[p * b.rs + c0 + j]);
-    } else {
-      for (std::int64_t p = 0; p < k; ++p) {
-        std::int64_t j = 0;
-        for (; j < cols; ++j) panel[p * nr + j] = b.at(p, c0 + j);
-        for (; j < nr; ++j) panel[p * nr + j] = 0.f;
+      continue;
+    }
+    std::int64_t p = 0;
+#if defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float> && std::is_void_v<R>) {
+      if (cols == nr && b.rs == 1) {  // transposed B (x W^T): depth runs are contiguous, 8 x 8 transposes
+        for (; p + 8 <= k; p += 8) pack_transposed_block8<nr / 8>(b.p + c0 * b.cs + p, b.cs, 8, panel + p * nr, nr);
       }
+    }
+#endif
+    for (; p < k; ++p) {
+      std::int64_t j = 0;
+      for (; j < cols; ++j) panel[p * nr + j] = b.at(p, c0 + j);
+      for (; j < nr; ++j) panel[p * nr + j] = 0.f;
     }
   }
 }
@@ -360,6 +419,15 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   // Enough work per thread to pay for a parallel region (~2 MFLOP).
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
+  // Row blocks of mc_block rows; when there are only a few, fewer rows each so that every thread
+  // gets the same number (256 rows on 2 threads: 4 blocks of 66 rows, not 96 + 96 + 64, which left
+  // one thread with half the work of the other). Blocks stay whole panels, so each C element is
+  // summed in the same order whatever the thread count.
+  std::int64_t mc_rows = mc_block;
+  if (const std::int64_t few = (m + mc_block - 1) / mc_block; threads > 1 && few < 4 * threads) {
+    const std::int64_t blocks = (few + threads - 1) / threads * threads;
+    mc_rows = ((m + blocks - 1) / blocks + mr - 1) / mr * mr;
+  }
   float* bwork = packed ? nullptr : b_workspace().get(static_cast<std::size_t>(kc_block * (nc_block + nr)));
   std::size_t packed_offset = 0;
 
@@ -372,15 +440,15 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
       const View<TB> bblk{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs};
       float* bpack = packed ? const_cast<float*>(packed->data.data()) + packed_offset : bwork;  // read-only when packed
       packed_offset += static_cast<std::size_t>(n_panels * nr * kc);
-      const std::int64_t m_blocks = (m + mc_block - 1) / mc_block;
+      const std::int64_t m_blocks = (m + mc_rows - 1) / mc_rows;
       // Split the B panels too when there are fewer row blocks than threads.
       const std::int64_t col_groups = std::min<std::int64_t>(n_panels, std::max<std::int64_t>(1, (threads + m_blocks - 1) / m_blocks));
       const std::int64_t items = m_blocks * col_groups;
       auto run_item = [&](std::int64_t item) {
         const std::int64_t ib = item / col_groups, g = item % col_groups;
-        const std::int64_t ic = ib * mc_block, mc = std::min(mc_block, m - ic);
+        const std::int64_t ic = ib * mc_rows, mc = std::min(mc_rows, m - ic);
         const std::int64_t p0 = n_panels * g / col_groups, p1 = n_panels * (g + 1) / col_groups;
-        float* apack = a_workspace().get(static_cast<std::size_t>((mc_block + mr) * kc));
+        float* apack = a_workspace().get(static_cast<std::size_t>((mc_rows + mr) * kc));
         with_rounding(round, View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, [&](const auto& v) { pack_a(v, mc, kc, apack); });
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
