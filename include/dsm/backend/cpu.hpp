@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 
 #if defined(_OPENMP)
@@ -26,6 +27,32 @@
 #include "detail/gemm_f32.hpp"
 
 namespace dsm {
+
+namespace detail {
+/// The one call site of a parallel_for body (see parallel_for).
+template <class Fn>
+[[gnu::noinline]] void call_chunk(void* f, std::int64_t begin, std::int64_t end) {
+  (*static_cast<Fn*>(f))(begin, end);
+}
+
+/// Splits [0, n) into `threads` contiguous chunks and runs body(ctx, b, e) on each in an OpenMP
+/// region; workers run in the caller's autocast mode.
+inline void run_chunks_in_parallel(std::int64_t n, int threads, void (*body)(void*, std::int64_t, std::int64_t), void* ctx) {
+#if defined(_OPENMP)
+  const GemmPrecision precision = gemm_precision();
+#pragma omp parallel num_threads(threads)
+  {
+    const GemmPrecisionScope mode(precision);
+    const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const std::int64_t b = n * t / nt, e = n * (t + 1) / nt;
+    if (b < e) body(ctx, b, e);
+  }
+#else
+  (void)threads;
+  body(ctx, 0, n);
+#endif
+}
+}  // namespace detail
 
 /// Number of threads dsm's CPU loops and GEMMs use.
 inline int get_num_threads() {
@@ -75,26 +102,24 @@ struct cpu {
   /// Calls f(begin, end) on contiguous chunks covering [0, n), one chunk per thread, using at
   /// most n / grain threads. Chunk boundaries depend only on n and the thread count, and nested
   /// calls run serially inside the enclosing parallel region.
+  ///
+  /// f is compiled once, in a small trampoline that both the serial and the parallel path call,
+  /// and the OpenMP region is one non-template function: inlining f at both paths and outlining a
+  /// region per loop body doubled the code of every kernel and a fifth of the compile time.
   template <class F>
   static void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
     if (n <= 0) return;
+    using Fn = std::remove_reference_t<F>;
+    void* const ctx = const_cast<void*>(static_cast<const void*>(std::addressof(f)));
+    int threads = 1;
 #if defined(_OPENMP)
     const std::int64_t max_by_work = grain > 0 ? (n + grain - 1) / grain : n;
-    const int threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), max_by_work));
-    if (threads > 1 && !omp_in_parallel()) {
-      const GemmPrecision precision = gemm_precision();  // workers run in the caller's autocast mode
-#pragma omp parallel num_threads(threads)
-      {
-        const detail::GemmPrecisionScope mode(precision);
-        const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const std::int64_t b = n * t / nt, e = n * (t + 1) / nt;
-        if (b < e) f(b, e);
-      }
-      return;
-    }
+    threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), max_by_work));
+    if (omp_in_parallel()) threads = 1;
 #endif
     (void)grain;
-    f(std::int64_t{0}, n);
+    if (threads > 1) return detail::run_chunks_in_parallel(n, threads, &detail::call_chunk<Fn>, ctx);
+    detail::call_chunk<Fn>(ctx, 0, n);
   }
 
   /// Row-major C[M, N] = alpha * op(A) * op(B) + beta * C, with op(X) = X or X^T by flag.

@@ -69,29 +69,28 @@ LoopPlan<N> make_loop_plan(const Shape& shape, const std::array<Strides, N>& str
 }
 
 /// Runs `row_fn(off, n, inner_strides)` over every row of the plan, in parallel chunks of rows
-/// sized so that each chunk holds at least `min_chunk_elems` elements.
+/// sized so that each chunk holds at least `min_chunk_elems` elements; a plan of one long row is
+/// split along the row instead. row_fn has one call site, so its (vectorized) body is compiled once.
 template <class B, int N, class RowFn>
 void run_loop_plan(const LoopPlan<N>& p, RowFn&& row_fn, std::int64_t min_chunk_elems = 32768) {
   const std::int64_t rows = p.rows(), inner = p.inner();
   if (rows == 0 || inner == 0) return;
   std::array<std::int64_t, N> inner_strides;
   for (int k = 0; k < N; ++k) inner_strides[k] = p.strides[k][p.shape.rank() - 1];
-  if (rows == 1) {  // one long row: split the row itself across threads
-    B::parallel_for(inner, min_chunk_elems, [&](std::int64_t b, std::int64_t e) {
-      std::array<std::int64_t, N> off;
-      for (int k = 0; k < N; ++k) off[k] = b * inner_strides[k];
-      row_fn(off, e - b, inner_strides);
-    });
-    return;
-  }
-  const std::int64_t grain = min_chunk_elems / inner + 1;
-  B::parallel_for(rows, grain, [&](std::int64_t b, std::int64_t e) {
+  const bool split_row = rows == 1;  // one long row: the chunks are pieces of it
+  const std::int64_t units = split_row ? inner : rows, grain = split_row ? min_chunk_elems : min_chunk_elems / inner + 1;
+  B::parallel_for(units, grain, [&](std::int64_t b, std::int64_t e) {
     std::int64_t idx[max_rank];
     std::array<std::int64_t, N> off;
-    p.row_offsets(b, idx, off.data());
-    for (std::int64_t r = b; r < e; ++r) {
-      row_fn(off, inner, inner_strides);
-      if (r + 1 < e) p.next_row(idx, off.data());
+    if (split_row) {
+      for (int k = 0; k < N; ++k) off[k] = b * inner_strides[k];
+    } else {
+      p.row_offsets(b, idx, off.data());
+    }
+    const std::int64_t steps = split_row ? 1 : e - b, n = split_row ? e - b : inner;
+    for (std::int64_t r = 0; r < steps; ++r) {
+      if (r > 0) p.next_row(idx, off.data());
+      row_fn(off, n, inner_strides);
     }
   });
 }
