@@ -168,9 +168,10 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                 std::fill(sr, sr + cols, T(0));
                 continue;
               }
-              const T alpha = std::exp(m[static_cast<std::size_t>(r)] - mx);  // rescales what came before
+              const T alpha = math::exp(m[static_cast<std::size_t>(r)] - mx);  // rescales what came before
+              DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) sr[c] = math::exp(sr[c] - mx);  // vector exp (float)
               T sum = 0;
-              for (std::int64_t c = 0; c < cols; ++c) sum += (sr[c] = std::exp(sr[c] - mx));
+              for (std::int64_t c = 0; c < cols; ++c) sum += sr[c];
               l[static_cast<std::size_t>(r)] = l[static_cast<std::size_t>(r)] * alpha + sum;
               m[static_cast<std::size_t>(r)] = mx;
               T* ar = acc.data() + r * sh.dv;
@@ -222,8 +223,11 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                   if (causal && j0 > i0 + rows - 1 + sh.tk - sh.tq) continue;  // block fully masked
                   B::gemm(false, true, rows, cols, sh.d, scale, qp + i0 * sh.d, sh.d, kp + j0 * sh.d, sh.d, T(0), p.data(), cols);
                   detail::mask_block(p.data(), rows, cols, i0, j0, sh, causal, padp);
-                  for (std::int64_t r = 0; r < rows; ++r)
-                    for (std::int64_t c = 0; c < cols; ++c) p[static_cast<std::size_t>(r * cols + c)] = std::exp(p[static_cast<std::size_t>(r * cols + c)] - lp[i0 + r]);
+                  for (std::int64_t r = 0; r < rows; ++r) {
+                    T* pr = p.data() + r * cols;
+                    const T lse_r = lp[i0 + r];
+                    DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) pr[c] = math::exp(pr[c] - lse_r);
+                  }
                   B::gemm(true, false, cols, sh.dv, rows, T(1), p.data(), cols, gp + i0 * sh.dv, sh.dv, T(1), dvp + j0 * sh.dv, sh.dv);  // dV += P^T dO
                   B::gemm(false, true, rows, cols, sh.dv, T(1), gp + i0 * sh.dv, sh.dv, vp + j0 * sh.dv, sh.dv, T(0), dp.data(), cols);  // dP = dO V^T
                   for (std::int64_t r = 0; r < rows; ++r)
