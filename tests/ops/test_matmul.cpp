@@ -72,13 +72,13 @@ TEST_CASE("matmul results are bit-identical at 1 and 2 threads") {
   CHECK(d1 == d2);
 }
 
-TEST_CASE("matmul with transposed operands and few row blocks equals the double product at 1 and 2 threads") {
-  // Row counts that the 2-thread GEMM splits into balanced blocks (256 rows: 4 x 66, not 96 + 96
-  // + 64), depths that are and are not multiples of the 8-depth packing transposes, and every
+TEST_CASE("matmul with transposed operands and balanced row blocks equals the double product at 1 and 2 threads") {
+  // Row counts that the 2-thread GEMM deals out in balanced blocks of whole panels (256 rows: 4
+  // blocks of 10 or 11 panels; 1030 rows: 12 blocks), depths that are and are not multiples of the 8-depth packing transposes, and every
   // transpose combination (row-major A and transposed B go through the transposing packers).
   dsm::Generator g{9};
   const int saved = dsm::get_num_threads();
-  for (auto [m, k, n] : {std::array<std::int64_t, 3>{256, 384, 256}, {100, 9, 70}, {13, 8, 33}, {198, 17, 48}}) {
+  for (auto [m, k, n] : {std::array<std::int64_t, 3>{256, 384, 256}, {1030, 40, 20}, {100, 9, 70}, {13, 8, 33}, {198, 17, 48}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         CAPTURE(m);

@@ -419,15 +419,15 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   // Enough work per thread to pay for a parallel region (~2 MFLOP).
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
-  // Row blocks of mc_block rows; when there are only a few, fewer rows each so that every thread
-  // gets the same number (256 rows on 2 threads: 4 blocks of 66 rows, not 96 + 96 + 64, which left
-  // one thread with half the work of the other). Blocks stay whole panels, so each C element is
-  // summed in the same order whatever the thread count.
-  std::int64_t mc_rows = mc_block;
-  if (const std::int64_t few = (m + mc_block - 1) / mc_block; threads > 1 && few < 4 * threads) {
-    const std::int64_t blocks = (few + threads - 1) / threads * threads;
-    mc_rows = ((m + blocks - 1) / blocks + mr - 1) / mr * mr;
-  }
+  // Row blocks: whole MR panels, at most mc_block rows each, their count a multiple of the thread
+  // count and the panels dealt evenly, so every thread gets the same rows to within a panel
+  // (fixed 96-row blocks gave 1024 rows on 2 threads 6 blocks and 5, 256 rows 2 and 1). Blocks
+  // start on panel boundaries, so each C element is summed in the same order whatever the
+  // thread count.
+  const std::int64_t m_panels = (m + mr - 1) / mr;
+  std::int64_t m_blocks = (m_panels + DSM_GEMM_MC_PANELS - 1) / DSM_GEMM_MC_PANELS;
+  if (threads > 1) m_blocks = (m_blocks + threads - 1) / threads * threads;
+  m_blocks = std::min(m_blocks, m_panels);
   float* bwork = packed ? nullptr : b_workspace().get(static_cast<std::size_t>(kc_block * (nc_block + nr)));
   std::size_t packed_offset = 0;
 
@@ -440,15 +440,14 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
       const View<TB> bblk{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs};
       float* bpack = packed ? const_cast<float*>(packed->data.data()) + packed_offset : bwork;  // read-only when packed
       packed_offset += static_cast<std::size_t>(n_panels * nr * kc);
-      const std::int64_t m_blocks = (m + mc_rows - 1) / mc_rows;
       // Split the B panels too when there are fewer row blocks than threads.
       const std::int64_t col_groups = std::min<std::int64_t>(n_panels, std::max<std::int64_t>(1, (threads + m_blocks - 1) / m_blocks));
       const std::int64_t items = m_blocks * col_groups;
       auto run_item = [&](std::int64_t item) {
         const std::int64_t ib = item / col_groups, g = item % col_groups;
-        const std::int64_t ic = ib * mc_rows, mc = std::min(mc_rows, m - ic);
+        const std::int64_t ic = mr * (m_panels * ib / m_blocks), mc = std::min(m, mr * (m_panels * (ib + 1) / m_blocks)) - ic;
         const std::int64_t p0 = n_panels * g / col_groups, p1 = n_panels * (g + 1) / col_groups;
-        float* apack = a_workspace().get(static_cast<std::size_t>((mc_rows + mr) * kc));
+        float* apack = a_workspace().get(static_cast<std::size_t>((mc_block + mr) * kc));
         with_rounding(round, View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, [&](const auto& v) { pack_a(v, mc, kc, apack); });
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
