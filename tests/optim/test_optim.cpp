@@ -47,6 +47,46 @@ TEST_CASE("SGD, Adam and AdamW follow torch.optim over 20 steps to 1e-6 relative
   check_trajectory("adamw_amsgrad", [](V p) { return optim::AdamW<double>({p}, {.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}); });
 }
 
+TEST_CASE("float Adam and AdamW (vectorized update) follow torch.optim and do not depend on the thread count") {
+  // 12 elements: one 8-wide block and a padded tail of 4.
+  const auto run = [](auto make, const std::string& name) {
+    CAPTURE(name);
+    const Tensor<double> a = fx().get("a"), c = fx().get("c"), expected = fx().get(name);
+    dsm::Var<float> p(fx().get("p0").to<float>(), true);
+    auto opt = make(p);
+    for (int s = 0; s < 20; ++s) {
+      opt.zero_grad();
+      const dsm::Var<float> pa = p * dsm::Var<float>(a.to<float>());
+      dsm::sum(dsm::Var<float>(square(pa - c.to<float>()) + tanh(p))).backward();
+      opt.step();
+      const auto got = p.value().to_vector();
+      const auto want = expected.select(0, s).contiguous().to_vector();
+      for (std::size_t i = 0; i < got.size(); ++i)
+        REQUIRE_MESSAGE(std::abs(got[i] - want[i]) <= 2e-5 * std::abs(want[i]) + 1e-6, "step " << s << " element " << i);
+    }
+  };
+  run([](dsm::Var<float> p) { return optim::Adam<float>({p}, {.lr = 0.01, .weight_decay = 0.01}); }, "adam");
+  run([](dsm::Var<float> p) { return optim::AdamW<float>({p}, {.lr = 0.01, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.1}); }, "adamw");
+
+  // A parameter the update splits into thread chunks whose ends fall inside 8-wide blocks.
+  const auto trained = [](int threads) {
+    dsm::set_num_threads(threads);
+    dsm::Generator g{5};
+    dsm::Var<float> p(Tensor<float>::randn({100003}, g), true);
+    optim::AdamW<float> opt({p}, {.lr = 0.01, .weight_decay = 0.1});
+    for (int s = 0; s < 3; ++s) {
+      opt.zero_grad();
+      dsm::sum(dsm::Var<float>(square(p) * 0.5f)).backward();
+      opt.step();
+    }
+    return p.value().to_vector();
+  };
+  const int saved = dsm::get_num_threads();
+  const auto one = trained(1), two = trained(2);
+  dsm::set_num_threads(saved);
+  CHECK(one == two);
+}
+
 TEST_CASE("optimizer state round-trips: a resumed run continues the same trajectory") {
   V p(fx().get("p0"), true);
   optim::AdamW<double> opt({p}, {.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
