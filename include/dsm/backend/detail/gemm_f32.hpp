@@ -402,6 +402,72 @@ PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n, Rounding round =
   return out;
 }
 
+/// Products of at most this many rows with a transposed B (x W^T; a decoding step has one row)
+/// skip packing: packing such a B means transposing all of it, several times the product's own
+/// cost, so they take dot products of A's rows with B's columns where they lie. (A row-major B
+/// packs by plain copies and keeps the packed path, so gemm_packed_b still equals gemm for it.)
+constexpr std::int64_t small_m_rows = 4;
+
+/// Sum of x[p] * y[p] over p < k, in Vec-wide partial sums (four, for the FMA latency) combined in
+/// a fixed order.
+inline float dot_product(const float* x, const float* y, std::int64_t k) {
+  constexpr std::int64_t w = Vec::lanes;
+  Vec s0 = Vec::zero(), s1 = Vec::zero(), s2 = Vec::zero(), s3 = Vec::zero();
+  std::int64_t p = 0;
+  for (; p + 4 * w <= k; p += 4 * w) {
+    s0 = Vec::fma(Vec::load(x + p), Vec::load(y + p), s0);
+    s1 = Vec::fma(Vec::load(x + p + w), Vec::load(y + p + w), s1);
+    s2 = Vec::fma(Vec::load(x + p + 2 * w), Vec::load(y + p + 2 * w), s2);
+    s3 = Vec::fma(Vec::load(x + p + 3 * w), Vec::load(y + p + 3 * w), s3);
+  }
+  for (; p + w <= k; p += w) s0 = Vec::fma(Vec::load(x + p), Vec::load(y + p), s0);
+  alignas(64) float lanes[w];
+  Vec::add(Vec::add(s0, s1), Vec::add(s2, s3)).store(lanes);
+  float sum = 0.f;
+  for (std::int64_t l = 0; l < w; ++l) sum += lanes[l];
+  for (; p < k; ++p) sum += x[p] * y[p];
+  return sum;
+}
+
+/// C = alpha * A * B^T-stored + beta * C for m <= small_m_rows rows: B's column j is the
+/// contiguous run b.p + j * b.cs. Columns are split across threads; each C element is one dot
+/// product by one thread, so the result does not depend on the thread count.
+inline void gemm_small_m(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<float> a, View<float> b, float beta, float* c,
+                         std::int64_t ldc, int threads) {
+  std::vector<float> a_rows;  // A's rows, copied only when they are strided
+  const float* arow[small_m_rows];
+  if (a.cs == 1) {
+    for (std::int64_t i = 0; i < m; ++i) arow[i] = a.p + i * a.rs;
+  } else {
+    a_rows.resize(static_cast<std::size_t>(m * k));
+    for (std::int64_t i = 0; i < m; ++i) {
+      for (std::int64_t p = 0; p < k; ++p) a_rows[static_cast<std::size_t>(i * k + p)] = a.at(i, p);
+      arow[i] = a_rows.data() + i * k;
+    }
+  }
+  auto columns = [&](std::int64_t j0, std::int64_t j1) {
+    for (std::int64_t j = j0; j < j1; ++j)
+      for (std::int64_t i = 0; i < m; ++i) {  // column j stays in L1 across the rows
+        const float acc = dot_product(arow[i], b.p + j * b.cs, k);
+        float& out = c[i * ldc + j];
+        out = beta == 0.f ? alpha * acc : alpha * acc + beta * out;
+      }
+  };
+#if defined(_OPENMP)
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const std::int64_t j0 = n * t / nt, j1 = n * (t + 1) / nt;
+      if (j0 < j1) columns(j0, j1);
+    }
+    return;
+  }
+#endif
+  (void)threads;
+  columns(0, n);
+}
+
 /// C = alpha * A * B + beta * C with A viewed as [m, k], B as [k, n], C row-major with ldc.
 /// With `packed` (from pack_b_once of this B), B is read from it instead of being packed.
 /// `round` rounds float operands to bf16 or f16 as they are packed (autocast).
@@ -421,6 +487,10 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   // Enough work per thread to pay for a parallel region (~2 MFLOP).
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
+  if constexpr (std::is_same_v<TA, float> && std::is_same_v<TB, float>) {
+    if (m <= small_m_rows && !packed && round == Rounding::none && b.rs == 1 && b.cs != 1)
+      return gemm_small_m(m, n, k, alpha, a, b, beta, c, ldc, threads);
+  }
   // Row blocks: whole MR panels, at most mc_block rows each, their count a multiple of the thread
   // count and the panels dealt evenly, so every thread gets the same rows to within a panel
   // (fixed 96-row blocks gave 1024 rows on 2 threads 6 blocks and 5, 256 rows 2 and 1). Blocks
