@@ -142,7 +142,9 @@ struct cpu {
 
   /// B (stored [K, N], or [N, K] when trans_b) packed once for gemm_packed_b: worth it when the
   /// same B multiplies many A (a recurrent weight over the time steps). float only. Packed under
-  /// autocast, B is rounded once here; A is rounded by gemm_packed_b in the caller's mode.
+  /// autocast, B is rounded once here; A is rounded by gemm_packed_b in the caller's mode. The
+  /// results equal gemm()'s bit for bit, except that gemm() multiplies at most 4 rows by a
+  /// transposed B without packing (dot products, summed in another order).
   using PackedB = detail::gemm::PackedB;
   static PackedB pack_b(bool trans_b, std::int64_t k, std::int64_t n, const float* b, std::int64_t ldb) {
     return detail::gemm::pack_b_once(detail::gemm::View<float>{b, trans_b ? 1 : ldb, trans_b ? ldb : 1}, k, n, rounding());
