@@ -105,7 +105,7 @@ struct cpu {
   ///
   /// f is compiled once, in a small trampoline that both the serial and the parallel path call,
   /// and the OpenMP region is one non-template function: inlining f at both paths and outlining a
-  /// region per loop body doubled the code of every kernel and a fifth of the compile time.
+  /// region per loop body doubled the code of every kernel (a model TU compiled 9% slower).
   template <class F>
   static void parallel_for(std::int64_t n, std::int64_t grain, F&& f) {
     if (n <= 0) return;

@@ -137,7 +137,6 @@ class AdamBase : public Optimizer<T, B> {
     });
   }
 
-
   AdamOptions o_;
 };
 
