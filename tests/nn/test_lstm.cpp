@@ -3,6 +3,8 @@
 // lengths), the fused layer against the unrolled cell, padding semantics, gradcheck and errors.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include <dsm/dsm.hpp>
 
 #include "support/fixtures.hpp"
@@ -155,6 +157,56 @@ TEST_CASE("lstm_layer gradcheck: one and two directions, lengths, initial state,
       const auto res = dsm::gradcheck(f, in_vars);
       CHECK_MESSAGE(res.ok, res.message);
     }
+  }
+}
+
+TEST_CASE("Float LSTM (packed per-step GEMMs) follows the double one; no_grad and x without gradient skip work, not results") {
+  // Sizes that exercise the float GEMM kernel's panel remainders: 7 rows, input 19 + hidden 13.
+  using FLSTM = dsm::nn::LSTM<dsm::dynamic, float>;
+  const dsm::nn::LSTMConfig cfg{.input_size = 19, .hidden_size = 13, .num_layers = 2, .bidirectional = true};
+  FLSTM lf(cfg);
+  DynLSTM ld(cfg);
+  for (auto& [name, v] : ld.named_parameters<double>()) {
+    for (auto& [fname, fv] : lf.named_parameters<float>())
+      if (fname == name) v.value().copy_(fv.value().to<double>());
+  }
+  dsm::Generator gen(7);
+  const Tensor<double> xd = Tensor<double>::randn({7, 6, 19}, gen);
+  const std::vector<std::int64_t> lengths{6, 2, 5, 6, 1, 4, 3};
+  const Tensor<double> rd = Tensor<double>::randn({7, 6, 26}, gen);
+
+  Var<double> x64(xd.clone(), true);
+  const auto r64 = ld(x64, lengths);
+  dsm::sum(r64.output * Var<double>(rd)).backward();
+  Var<float> x32(xd.to<float>(), true);
+  const auto r32 = lf(x32, lengths);
+  dsm::sum(r32.output * Var<float>(rd.to<float>())).backward();
+  dsm_test::check_close(r32.output.value(), r64.output.value(), 1e-4, 1e-5);
+  dsm_test::check_close(r32.c_n.value(), r64.c_n.value(), 1e-4, 1e-5);
+  dsm_test::check_close(x32.grad(), x64.grad(), 1e-4, 1e-5);
+  std::map<std::string, Tensor<float>> grads_with_dx;
+  for (auto& [name, v] : lf.named_parameters<float>()) {
+    CAPTURE(name);
+    for (auto& [dname, dv] : ld.named_parameters<double>())
+      if (dname == name) dsm_test::check_close(v.grad(), dv.grad(), 1e-4, 1e-5);
+    grads_with_dx[name] = v.grad().clone();
+  }
+
+  {  // Nothing recorded: the same values, bit for bit.
+    dsm::no_grad guard;
+    const auto plain = lf(Var<float>(xd.to<float>()), lengths);
+    CHECK_FALSE(plain.output.requires_grad());
+    dsm_test::check_close(plain.output.value(), r32.output.value(), 0, 0);
+    dsm_test::check_close(plain.h_n.value(), r32.h_n.value(), 0, 0);
+    dsm_test::check_close(plain.c_n.value(), r32.c_n.value(), 0, 0);
+  }
+  // x without a gradient: the backward skips dx, the weight gradients are unchanged.
+  lf.zero_grad();
+  const auto r_nodx = lf(Var<float>(xd.to<float>()), lengths);
+  dsm::sum(r_nodx.output * Var<float>(rd.to<float>())).backward();
+  for (auto& [name, v] : lf.named_parameters<float>()) {
+    CAPTURE(name);
+    dsm_test::check_close(v.grad(), grads_with_dx[name], 0, 0);
   }
 }
 

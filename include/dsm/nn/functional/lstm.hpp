@@ -8,11 +8,14 @@
 // Gates follow torch.nn.LSTM (order i, f, g, o; weight_ih [4H, I], weight_hh [4H, H]):
 //   (i, f, g, o) = (sigma, sigma, tanh, sigma)(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)
 //   c_t = f c_{t-1} + i g,   h_t = o tanh(c_t).
-// The input projections of every time step and both directions are ONE GEMM before the
-// recurrence; each step then runs one [B, H] x [H, 4H] GEMM with the gate non-linearities and the
-// cell update fused into one pass over its rows. Backward through time mirrors it: per step one
-// fused pass and one [B, 4H] x [4H, H] GEMM, then dW_ih, dW_hh, dx and the biases as whole-sequence
-// GEMMs and sums. The two directions run concurrently when two threads are available.
+// Each step is ONE GEMM: [x_t, h_{t-1}] [B, I+H] times [W_ih, W_hh]^T packed once per call, so
+// the input projection and the recurrent product share a kernel call whose rows stay in cache
+// (projecting every step up front wrote a [B*T, D*4H] matrix that each step then read back from
+// memory); the gate non-linearities, the biases and the cell update are one fused pass over its
+// rows. Backward through time mirrors it: per step one fused pass and one [B, 4H] x [4H, H] GEMM,
+// then dW_ih, dW_hh, dx and the biases as whole-sequence GEMMs and sums. The two directions run
+// concurrently when two threads are available. Without a graph to record (no_grad, or no input
+// requiring a gradient) nothing is saved for the backward.
 //
 // Variable lengths: sequence b is valid at steps t < lengths[b]. Padded steps neither change the
 // state nor receive gradient; their outputs are zero (as pad_packed_sequence gives them), and h_n,
@@ -83,15 +86,17 @@ struct StepLayout {
   std::int64_t row(std::int64_t b, std::int64_t t) const { return b * batch_stride + t * step_stride; }
 };
 
-/// Gates of one valid row: activates g4 [i f g o] in place and returns the new (h, c).
+/// Gates of one valid row: activates pre + bias (pre [i f g o], 4H) into act (which may be pre)
+/// and writes the new (h, c); c_prev may be c_out.
 template <class T>
-void lstm_cell_forward(std::int64_t h, T* g4, const T* c_prev, T* h_out, T* c_out) {
+void lstm_cell_forward(std::int64_t h, const T* pre, const T* bias, T* act, const T* c_prev, T* h_out, T* c_out) {
   DSM_SIMD for (std::int64_t j = 0; j < h; ++j) {
-    const T i = math::sigmoid(g4[j]), f = math::sigmoid(g4[h + j]), g = math::tanh(g4[2 * h + j]), o = math::sigmoid(g4[3 * h + j]);
-    g4[j] = i;
-    g4[h + j] = f;
-    g4[2 * h + j] = g;
-    g4[3 * h + j] = o;
+    const T i = math::sigmoid(pre[j] + bias[j]), f = math::sigmoid(pre[h + j] + bias[h + j]);
+    const T g = math::tanh(pre[2 * h + j] + bias[2 * h + j]), o = math::sigmoid(pre[3 * h + j] + bias[3 * h + j]);
+    act[j] = i;
+    act[h + j] = f;
+    act[2 * h + j] = g;
+    act[3 * h + j] = o;
     const T c = f * c_prev[j] + i * g;
     c_out[j] = c;
     h_out[j] = o * math::tanh(c);
@@ -114,34 +119,37 @@ void lstm_cell_backward(std::int64_t h, const T* a4, const T* c_prev, const T* d
   }
 }
 
-/// out [rows, n] = in [rows, k] W for a fixed row-major W [k, n], many times: float on the CPU
-/// packs W for the GEMM kernel once; other types call the plain GEMM.
+/// out [rows, n] = in [rows, k] W for a fixed W, stored [k, n] or, with trans_w, [n, k] (W^T),
+/// row-major with leading dimension ldw, many times: float on the CPU packs W for the GEMM kernel
+/// once; other types call the plain GEMM.
 template <class T, class B>
 class RecurrentProduct {
  public:
-  RecurrentProduct(const T* w, std::int64_t k, std::int64_t n) : w_(w), k_(k), n_(n) {
-    if constexpr (packs) packed_ = B::pack_b(false, k, n, w, n);
+  RecurrentProduct(const T* w, std::int64_t k, std::int64_t n, std::int64_t ldw, bool trans_w) : w_(w), k_(k), n_(n), ldw_(ldw), trans_w_(trans_w) {
+    if constexpr (packs) packed_ = B::pack_b(trans_w, k, n, w, ldw);
   }
   void operator()(std::int64_t rows, const T* in, T* out) const {
     if constexpr (packs) B::gemm_packed_b(false, rows, n_, k_, 1.f, in, k_, packed_, 0.f, out, n_);
-    else B::gemm(false, false, rows, n_, k_, T(1), in, k_, w_, n_, T(0), out, n_);
+    else B::gemm(false, trans_w_, rows, n_, k_, T(1), in, k_, w_, ldw_, T(0), out, n_);
   }
 
  private:
   static constexpr bool packs = std::is_same_v<T, float> && std::is_same_v<B, cpu>;
   const T* w_;
-  std::int64_t k_, n_;
+  std::int64_t k_, n_, ldw_;
+  bool trans_w_;
   std::conditional_t<packs, cpu::PackedB, char> packed_{};
 };
 
-/// Everything one direction's recurrence reads and writes, as raw row-major buffers.
+/// Everything one direction's recurrence reads and writes, as raw row-major buffers. The saved
+/// ones (gates, xh_prev, c_prev) are null when no backward will run.
 template <class T>
 struct DirectionBuffers {
-  const T* w_hh;   // [4H, H]
-  const T* w_hh_t; // [H, 4H]: W_hh^T, so the per-step forward GEMM packs unit-stride rows
-  T* gates;        // column block of the [rows, D*4H] gate matrix (ld D*4H)
-  T* h_prev;       // column block of [rows, D*H]: the state entering each step
-  T* c_prev;
+  const T* w_step; // [4H, I+H]: [W_ih, W_hh] side by side (ld I+H), the weight of every per-step GEMM
+  const T* bias;   // [4H]: b_ih + b_hh
+  T* gates;        // column block of the [rows, D*4H] activated gates (ld D*4H)
+  T* xh_prev;      // column block of [rows, D*(I+H)]: each step's GEMM input [x_t, h_{t-1}]
+  T* c_prev;       // column block of [rows, D*H]: the cell state entering each step
   T* out;          // column block of the packed output (rows of width D*H)
   T* h_last;       // [B, H] rows of the packed output for h_n, c_n (ld D*H)
   T* c_last;
@@ -150,62 +158,67 @@ struct DirectionBuffers {
   bool reverse;
 };
 
+/// The forward recurrence of one direction over x [rows, in].
 template <class T, class B>
-void lstm_direction_forward(const StepLayout& L, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
-                            const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row) {
-  const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
-  std::vector<T> hs(static_cast<std::size_t>(nb * h)), cs(static_cast<std::size_t>(nb * h)), gstep(static_cast<std::size_t>(nb * 4 * h));
+void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
+                            const T* x, const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row) {
+  const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h, k = in + h;
+  const bool save = d.gates != nullptr;
+  // xh holds each step's GEMM input [x_t, h_{t-1}] (B rows of I+H): the state lives in its last H
+  // columns, where the cell writes it for the next step.
+  std::vector<T> xh(static_cast<std::size_t>(nb * k)), cs(static_cast<std::size_t>(nb * h)), gstep(static_cast<std::size_t>(nb * 4 * h));
   for (std::int64_t b = 0; b < nb; ++b)
     for (std::int64_t j = 0; j < h; ++j) {
-      hs[static_cast<std::size_t>(b * h + j)] = d.h0 ? d.h0[b * h + j] : T(0);
+      xh[static_cast<std::size_t>(b * k + in + j)] = d.h0 ? d.h0[b * h + j] : T(0);
       cs[static_cast<std::size_t>(b * h + j)] = d.c0 ? d.c0[b * h + j] : T(0);
     }
-  // [B, 4H] = h_{t-1} W_hh^T each step: W_hh^T is packed for the GEMM kernel once, not per step.
-  const RecurrentProduct<T, B> recurrent(d.w_hh_t, h, 4 * h);
+  const RecurrentProduct<T, B> step_product(d.w_step, k, 4 * h, k, true);
   for (std::int64_t s = 0; s < L.steps; ++s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
-    recurrent(nb, hs.data(), gstep.data());  // added to the precomputed input projections below
+    for (std::int64_t b = 0; b < nb; ++b) std::copy(x + L.row(b, t) * in, x + (L.row(b, t) + 1) * in, xh.data() + b * k);
+    step_product(nb, xh.data(), gstep.data());  // [B, 4H] pre-activations, biases still to add
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
-      T* hp = d.h_prev + r * ldh;
-      T* cp = d.c_prev + r * ldh;
-      T* hb = hs.data() + b * h;
+      T* hb = xh.data() + b * k + in;
       T* cb = cs.data() + b * h;
       T* o = d.out + out_row[static_cast<std::size_t>(r)] * ldh;
-      std::copy(hb, hb + h, hp);
-      std::copy(cb, cb + h, cp);
+      if (save) {
+        std::copy(xh.data() + b * k, xh.data() + (b + 1) * k, d.xh_prev + r * n_dirs * k);
+        std::copy(cb, cb + h, d.c_prev + r * ldh);
+      }
       if (t >= lengths[static_cast<std::size_t>(b)]) {  // padding: the state passes through
         std::fill(o, o + h, T(0));
         continue;
       }
-      T* g4 = d.gates + r * ldg;
-      const T* gs = gstep.data() + b * 4 * h;
-      DSM_SIMD for (std::int64_t j = 0; j < 4 * h; ++j) g4[j] += gs[j];
-      lstm_cell_forward(h, g4, cp, hb, cb);
+      T* pre = gstep.data() + b * 4 * h;
+      lstm_cell_forward(h, pre, d.bias, save ? d.gates + r * ldg : pre, cb, hb, cb);
       std::copy(hb, hb + h, o);
     }
   }
   for (std::int64_t b = 0; b < nb; ++b) {
-    std::copy(hs.data() + b * h, hs.data() + (b + 1) * h, d.h_last + b * ldh);
+    std::copy(xh.data() + b * k + in, xh.data() + b * k + in + h, d.h_last + b * ldh);
     std::copy(cs.data() + b * h, cs.data() + (b + 1) * h, d.c_last + b * ldh);
   }
 }
 
 /// Backward through time of one direction. dgates receives the pre-activation gradients (zero
-/// on padding); dh0 and dc0 [B, H] the gradients of the initial state.
+/// on padding); dh0 and dc0 [B, H] the gradients of the initial state; dx [rows, I] (or null)
+/// this direction's share of the input gradient, computed per step by the same GEMM as dh_{t-1}.
 template <class T, class B>
-void lstm_direction_backward(const StepLayout& L, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
+void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
                              const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row, const T* dout, const T* dh_n, const T* dc_n,
-                             T* dgates, T* dh0, T* dc0) {
+                             T* dgates, T* dh0, T* dc0, T* dx) {
   const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
+  // [dx_t, dh_{t-1}] = dgates_t [W_ih, W_hh]; without dx only the W_hh columns.
+  const std::int64_t x_cols = dx ? in : 0, n_out = x_cols + h;
   std::vector<T> dh(static_cast<std::size_t>(nb * h)), dc(static_cast<std::size_t>(nb * h)), dstep(static_cast<std::size_t>(nb * 4 * h));
-  std::vector<T> dh_rec(static_cast<std::size_t>(nb * h)), dtotal(static_cast<std::size_t>(h));
+  std::vector<T> dxh(static_cast<std::size_t>(nb * n_out)), dtotal(static_cast<std::size_t>(h));
   for (std::int64_t b = 0; b < nb; ++b)  // the gradients reaching h_n and c_n ([B, H] rows, ld D*H)
     for (std::int64_t j = 0; j < h; ++j) {
       dh[static_cast<std::size_t>(b * h + j)] = dh_n[b * ldh + j];
       dc[static_cast<std::size_t>(b * h + j)] = dc_n[b * ldh + j];
     }
-  const RecurrentProduct<T, B> recurrent(d.w_hh, 4 * h, h);  // dh_{t-1} = dgates_t W_hh
+  const RecurrentProduct<T, B> recurrent(d.w_step + (in - x_cols), 4 * h, n_out, in + h, false);
   for (std::int64_t s = L.steps - 1; s >= 0; --s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
     bool any = false;
@@ -225,11 +238,18 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t h, std::int64_t n
       lstm_cell_backward(h, d.gates + r * ldg, d.c_prev + r * ldh, dtotal.data(), dc.data() + b * h, d4);
       std::copy(d4, d4 + 4 * h, dg);
     }
-    if (!any) continue;
-    // dh_{t-1} = dgates_t W_hh; padded rows keep their incoming gradient (their state passed through).
-    recurrent(nb, dstep.data(), dh_rec.data());
-    for (std::int64_t b = 0; b < nb; ++b)
-      if (t < lengths[static_cast<std::size_t>(b)]) std::copy(dh_rec.data() + b * h, dh_rec.data() + (b + 1) * h, dh.data() + b * h);
+    if (!any) {  // every sequence is padded here: no gradient reaches x_t
+      if (dx)
+        for (std::int64_t b = 0; b < nb; ++b) std::fill(dx + L.row(b, t) * in, dx + (L.row(b, t) + 1) * in, T(0));
+      continue;
+    }
+    recurrent(nb, dstep.data(), dxh.data());
+    for (std::int64_t b = 0; b < nb; ++b) {
+      const T* row = dxh.data() + b * n_out;
+      if (dx) std::copy(row, row + in, dx + L.row(b, t) * in);  // zero on padded rows (their dgates are)
+      // Padded rows keep their incoming dh: their state passed through.
+      if (t < lengths[static_cast<std::size_t>(b)]) std::copy(row + x_cols, row + n_out, dh.data() + b * h);
+    }
   }
   std::copy(dh.begin(), dh.end(), dh0);
   std::copy(dc.begin(), dc.end(), dc0);
@@ -289,35 +309,6 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
   const bool batch_first = o.batch_first;
   auto packed_state_row = [=](std::int64_t which, std::int64_t b) { return batch_first ? b * (steps + 2) + steps + which : (steps + which) * nb + b; };
 
-  const Tensor<T, B> xv = x.value().contiguous().reshape({rows, in});
-  Tensor<T, B> w_ih_all({n_dirs * 4 * h, in}), gates({rows, ldg}), h_prev({rows, ldh}), c_prev({rows, ldh});
-  std::vector<Tensor<T, B>> w_hh, w_hh_t;
-  Tensor<T, B> bias_all = Tensor<T, B>::zeros({ldg});
-  for (std::int64_t d = 0; d < n_dirs; ++d) {
-    const auto& w = dirs[static_cast<std::size_t>(d)];
-    w_ih_all.narrow(0, d * 4 * h, 4 * h).copy_(w.w_ih.value());
-    w_hh.push_back(w.w_hh.value().contiguous());
-    w_hh_t.push_back(w.w_hh.value().t().contiguous());
-    if (w.b_ih.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_ih.value();
-    if (w.b_hh.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_hh.value();
-  }
-  // Input projections of all steps and directions: gates = x W_ih^T + b, one GEMM.
-  gates.copy_(bias_all.unsqueeze(0));
-  B::gemm(false, true, rows, ldg, in, T(1), xv.data(), in, w_ih_all.data(), in, T(1), gates.data(), ldg);
-
-  const Tensor<T, B> h0v = h0.defined() ? h0.value().contiguous() : Tensor<T, B>(), c0v = c0.defined() ? c0.value().contiguous() : Tensor<T, B>();
-  Tensor<T, B> packed(o.batch_first ? Shape{nb, steps + 2, ldh} : Shape{steps + 2, nb, ldh});
-  Tensor<T, B> last({2, nb, ldh});  // h_n and c_n as contiguous [B, D*H] blocks, then scattered into packed
-  auto buffers = [=](std::int64_t d) {  // by value: the backward closure keeps its own copy
-    return detail::DirectionBuffers<T>{w_hh[static_cast<std::size_t>(d)].data(), w_hh_t[static_cast<std::size_t>(d)].data(), gates.data() + d * 4 * h, h_prev.data() + d * h,
-                                       c_prev.data() + d * h, packed.data() + d * h, last.data() + d * h, last.data() + nb * ldh + d * h,
-                                       h0v.defined() ? h0v.data() + d * nb * h : nullptr, c0v.defined() ? c0v.data() + d * nb * h : nullptr, d == 1};
-  };
-  detail::for_each_direction(n_dirs, [&](std::int64_t d) { detail::lstm_direction_forward<T, B>(L, h, n_dirs, lens, buffers(d), out_row); });
-  for (std::int64_t which = 0; which < 2; ++which)
-    for (std::int64_t b = 0; b < nb; ++b)
-      std::copy(last.data() + (which * nb + b) * ldh, last.data() + (which * nb + b + 1) * ldh, packed.data() + packed_state_row(which, b) * ldh);
-
   std::vector<autograd::Edge> edges{autograd::edge_of(x)};
   for (const auto& w : dirs) {
     edges.push_back(autograd::edge_of(w.w_ih));
@@ -327,6 +318,43 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
   }
   edges.push_back(autograd::edge_of(h0));
   edges.push_back(autograd::edge_of(c0));
+  bool records = false;  // whether make_result will keep a backward: only then is anything saved
+  for (const auto& e : edges) records = records || e != nullptr;
+  records = records && is_grad_enabled();
+
+  const Tensor<T, B> xv = x.value().contiguous().reshape({rows, in});
+  Tensor<T, B> w_step({n_dirs * 4 * h, in + h}), bias_all = Tensor<T, B>::zeros({ldg});
+  for (std::int64_t d = 0; d < n_dirs; ++d) {
+    const auto& w = dirs[static_cast<std::size_t>(d)];
+    Tensor<T, B> rows_d = w_step.narrow(0, d * 4 * h, 4 * h);
+    rows_d.narrow(1, 0, in).copy_(w.w_ih.value());
+    rows_d.narrow(1, in, h).copy_(w.w_hh.value());
+    if (w.b_ih.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_ih.value();
+    if (w.b_hh.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_hh.value();
+  }
+  // Saved for the backward only: activated gates, each step's GEMM input [x_t, h_{t-1}] and the
+  // cell state entering it.
+  const std::int64_t ldxh = n_dirs * (in + h);
+  Tensor<T, B> gates, xh_prev, c_prev;
+  if (records) {
+    gates = Tensor<T, B>({rows, ldg});
+    xh_prev = Tensor<T, B>({rows, ldxh});
+    c_prev = Tensor<T, B>({rows, ldh});
+  }
+
+  const Tensor<T, B> h0v = h0.defined() ? h0.value().contiguous() : Tensor<T, B>(), c0v = c0.defined() ? c0.value().contiguous() : Tensor<T, B>();
+  Tensor<T, B> packed(o.batch_first ? Shape{nb, steps + 2, ldh} : Shape{steps + 2, nb, ldh});
+  Tensor<T, B> last({2, nb, ldh});  // h_n and c_n as contiguous [B, D*H] blocks, then scattered into packed
+  auto buffers = [=](std::int64_t d) {  // by value: the backward closure keeps its own copy
+    return detail::DirectionBuffers<T>{w_step.data() + d * 4 * h * (in + h), bias_all.data() + d * 4 * h,
+                                       records ? gates.data() + d * 4 * h : nullptr, records ? xh_prev.data() + d * (in + h) : nullptr,
+                                       records ? c_prev.data() + d * h : nullptr, packed.data() + d * h, last.data() + d * h, last.data() + nb * ldh + d * h,
+                                       h0v.defined() ? h0v.data() + d * nb * h : nullptr, c0v.defined() ? c0v.data() + d * nb * h : nullptr, d == 1};
+  };
+  detail::for_each_direction(n_dirs, [&](std::int64_t d) { detail::lstm_direction_forward<T, B>(L, in, h, n_dirs, lens, xv.data(), buffers(d), out_row); });
+  for (std::int64_t which = 0; which < 2; ++which)
+    for (std::int64_t b = 0; b < nb; ++b)
+      std::copy(last.data() + (which * nb + b) * ldh, last.data() + (which * nb + b + 1) * ldh, packed.data() + packed_state_row(which, b) * ldh);
 
   Var<T, B> result = autograd::make_result(
       op, packed, std::move(edges),
@@ -338,28 +366,28 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
             const T* src = dpacked.data() + packed_state_row(which, b) * ldh;
             std::copy(src, src + ldh, dlast.data() + (which * nb + b) * ldh);
           }
+        // Each direction's share of dx, summed after (both run at once on two threads).
+        std::vector<Tensor<T, B>> dx_dir;
+        if (in_edges[0])
+          for (std::int64_t d = 0; d < n_dirs; ++d) dx_dir.emplace_back(Shape{rows, in});
         detail::for_each_direction(n_dirs, [&](std::int64_t d) {
-          detail::lstm_direction_backward<T, B>(L, h, n_dirs, lens, buffers(d), out_row, dpacked.data() + d * h, dlast.data() + d * h,
+          detail::lstm_direction_backward<T, B>(L, in, h, n_dirs, lens, buffers(d), out_row, dpacked.data() + d * h, dlast.data() + d * h,
                                                 dlast.data() + nb * ldh + d * h, dgates.data() + d * 4 * h, dstate.data() + d * nb * h,
-                                                dstate.data() + (n_dirs + d) * nb * h);
+                                                dstate.data() + (n_dirs + d) * nb * h, in_edges[0] ? dx_dir[static_cast<std::size_t>(d)].data() : nullptr);
         });
-        if (in_edges[0]) {  // dx = dgates [rows, D*4H] W_ih_all [D*4H, I]
-          Tensor<T, B> dx({rows, in});
-          B::gemm(false, false, rows, in, ldg, T(1), dgates.data(), ldg, w_ih_all.data(), in, T(0), dx.data(), in);
+        if (in_edges[0]) {
+          Tensor<T, B> dx = dx_dir[0];
+          for (std::int64_t d = 1; d < n_dirs; ++d) dx += dx_dir[static_cast<std::size_t>(d)];
           autograd::accumulate_input(in_edges[0], dx.reshape(batch_first ? Shape{nb, steps, in} : Shape{steps, nb, in}));
         }
         for (std::int64_t d = 0; d < n_dirs; ++d) {
           const auto e = static_cast<std::size_t>(1 + 4 * d);
           const T* dg = dgates.data() + d * 4 * h;
-          if (in_edges[e]) {  // dW_ih = dgates^T x over all steps
-            Tensor<T, B> dw({4 * h, in});
-            B::gemm(true, false, 4 * h, in, rows, T(1), dg, ldg, xv.data(), in, T(0), dw.data(), in);
-            autograd::accumulate_input(in_edges[e], std::move(dw));
-          }
-          if (in_edges[e + 1]) {  // dW_hh = dgates^T h_{t-1} over all steps
-            Tensor<T, B> dw({4 * h, h});
-            B::gemm(true, false, 4 * h, h, rows, T(1), dg, ldg, h_prev.data() + d * h, ldh, T(0), dw.data(), h);
-            autograd::accumulate_input(in_edges[e + 1], std::move(dw));
+          if (in_edges[e] || in_edges[e + 1]) {  // [dW_ih, dW_hh] = dgates^T [x, h_{t-1}] over all steps: one GEMM
+            Tensor<T, B> dw({4 * h, in + h});
+            B::gemm(true, false, 4 * h, in + h, rows, T(1), dg, ldg, xh_prev.data() + d * (in + h), ldxh, T(0), dw.data(), in + h);
+            if (in_edges[e]) autograd::accumulate_input(in_edges[e], dw.narrow(1, 0, in).contiguous());
+            if (in_edges[e + 1]) autograd::accumulate_input(in_edges[e + 1], dw.narrow(1, in, h).contiguous());
           }
           if (in_edges[e + 2] || in_edges[e + 3]) {  // both biases get the column sums
             Tensor<T, B> db = Tensor<T, B>::zeros({4 * h});
