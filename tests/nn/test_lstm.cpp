@@ -1,6 +1,7 @@
 // Tests of the LSTM layer and cell: values, final states and every gradient against
 // torch.nn.LSTM (stacked, bidirectional, batch-first and time-first, initial states, variable
-// lengths), the fused layer against the unrolled cell, padding semantics, gradcheck and errors.
+// lengths), the fused layer against the unrolled cell, the float path (packed per-step GEMMs)
+// against double, no_grad and input-without-gradient paths, padding semantics, gradcheck and errors.
 #include <doctest/doctest.h>
 
 #include <map>
