@@ -161,7 +161,7 @@ TEST_CASE("lstm_layer gradcheck: one and two directions, lengths, initial state,
   }
 }
 
-TEST_CASE("Float LSTM (packed per-step GEMMs) follows the double one; no_grad and x without gradient skip work, not results") {
+TEST_CASE("Float LSTM (packed per-step GEMMs) follows the double one, and no_grad or an x without gradient skip work, not results") {
   // Sizes that exercise the float GEMM kernel's panel remainders: 7 rows, input 19 + hidden 13.
   using FLSTM = dsm::nn::LSTM<dsm::dynamic, float>;
   const dsm::nn::LSTMConfig cfg{.input_size = 19, .hidden_size = 13, .num_layers = 2, .bidirectional = true};
