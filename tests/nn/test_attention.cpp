@@ -59,15 +59,35 @@ TEST_CASE("attention and flash_attention equal PyTorch: GQA + causal + padding, 
   }
 }
 
-TEST_CASE("flash_attention equals the plain kernel in float on random shapes, a query with no visible key gives zeros") {
+TEST_CASE("flash_attention equals the plain kernel in float on random shapes, gradients included, and a query with no visible key gives zeros") {
+  // 97 queries and 70 keys: two blocks each way, so the backward packs its block operands once.
   dsm::Generator gen(3);
   const Var<float> q(Tensor<float>::randn({2, 4, 97, 16}, gen), true), k(Tensor<float>::randn({2, 2, 70, 16}, gen), true),
       v(Tensor<float>::randn({2, 2, 70, 12}, gen), true);
+  const Var<float> r(Tensor<float>::randn({2, 4, 97, 12}, gen));
   F::AttentionOptions o;
   o.causal = true;  // Tq > Tk: the first 27 queries see no key at all
-  const auto plain = F::attention(q, k, v, o).value().to_vector(), flash = F::flash_attention(q, k, v, o).value().to_vector();
-  for (std::size_t i = 0; i < plain.size(); ++i) CHECK(flash[i] == doctest::Approx(plain[i]).epsilon(1e-4));
-  for (std::size_t i = 0; i < 27 * 12; ++i) CHECK(flash[i] == 0.f);
+  std::vector<std::vector<float>> grads[2];
+  std::vector<float> values[2];
+  for (const int flash : {0, 1}) {
+    for (const Var<float>* x : {&q, &k, &v}) x->zero_grad();
+    const Var<float> out = flash ? F::flash_attention(q, k, v, o) : F::attention(q, k, v, o);
+    dsm::sum(out * r).backward();
+    values[flash] = out.value().to_vector();
+    for (const Var<float>* x : {&q, &k, &v}) grads[flash].push_back(x->grad().to_vector());
+  }
+  for (std::size_t i = 0; i < values[0].size(); ++i) CHECK(values[1][i] == doctest::Approx(values[0][i]).epsilon(1e-4));
+  for (std::size_t i = 0; i < 27 * 12; ++i) CHECK(values[1][i] == 0.f);
+  for (std::size_t g = 0; g < 3; ++g) {
+    CAPTURE(g);
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < grads[0][g].size(); ++i) {
+      worst = std::max(worst, static_cast<double>(std::abs(grads[1][g][i] - grads[0][g][i])));
+      scale = std::max(scale, static_cast<double>(std::abs(grads[0][g][i])));
+    }
+    CHECK(scale > 0.1);
+    CHECK(worst < 1e-4 * scale);
+  }
 }
 
 TEST_CASE("attention gradcheck: plain and flash, GQA with causal and padding masks, rotary") {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../../autograd/autograd.hpp"
+#include "../../backend/reused_operand.hpp"
 #include "../../expr/math.hpp"
 
 namespace dsm::nn::functional {
@@ -119,28 +120,6 @@ void lstm_cell_backward(std::int64_t h, const T* a4, const T* c_prev, const T* d
   }
 }
 
-/// out [rows, n] = in [rows, k] W for a fixed W, stored [k, n] or, with trans_w, [n, k] (W^T),
-/// row-major with leading dimension ldw, many times: float on the CPU packs W for the GEMM kernel
-/// once; other types call the plain GEMM.
-template <class T, class B>
-class RecurrentProduct {
- public:
-  RecurrentProduct(const T* w, std::int64_t k, std::int64_t n, std::int64_t ldw, bool trans_w) : w_(w), k_(k), n_(n), ldw_(ldw), trans_w_(trans_w) {
-    if constexpr (packs) packed_ = B::pack_b(trans_w, k, n, w, ldw);
-  }
-  void operator()(std::int64_t rows, const T* in, T* out) const {
-    if constexpr (packs) B::gemm_packed_b(false, rows, n_, k_, 1.f, in, k_, packed_, 0.f, out, n_);
-    else B::gemm(false, trans_w_, rows, n_, k_, T(1), in, k_, w_, ldw_, T(0), out, n_);
-  }
-
- private:
-  static constexpr bool packs = std::is_same_v<T, float> && std::is_same_v<B, cpu>;
-  const T* w_;
-  std::int64_t k_, n_, ldw_;
-  bool trans_w_;
-  std::conditional_t<packs, cpu::PackedB, char> packed_{};
-};
-
 /// Everything one direction's recurrence reads and writes, as raw row-major buffers. The saved
 /// ones (gates, xh_prev, c_prev) are null when no backward will run.
 template <class T>
@@ -172,11 +151,11 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h
       xh[static_cast<std::size_t>(b * k + in + j)] = d.h0 ? d.h0[b * h + j] : T(0);
       cs[static_cast<std::size_t>(b * h + j)] = d.c0 ? d.c0[b * h + j] : T(0);
     }
-  const RecurrentProduct<T, B> step_product(d.w_step, k, 4 * h, k, true);
+  const dsm::detail::ReusedOperand<T, B> w_step(true, k, 4 * h, d.w_step, k);  // [W_ih, W_hh]^T
   for (std::int64_t s = 0; s < L.steps; ++s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
     for (std::int64_t b = 0; b < nb; ++b) std::copy(x + L.row(b, t) * in, x + (L.row(b, t) + 1) * in, xh.data() + b * k);
-    step_product(nb, xh.data(), gstep.data());  // [B, 4H] pre-activations, biases still to add
+    w_step.multiply(false, nb, T(1), xh.data(), k, T(0), gstep.data(), 4 * h);  // [B, 4H] pre-activations, biases still to add
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
       T* hb = xh.data() + b * k + in;
@@ -218,7 +197,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
       dh[static_cast<std::size_t>(b * h + j)] = dh_n[b * ldh + j];
       dc[static_cast<std::size_t>(b * h + j)] = dc_n[b * ldh + j];
     }
-  const RecurrentProduct<T, B> recurrent(d.w_step + (in - x_cols), 4 * h, n_out, in + h, false);
+  const dsm::detail::ReusedOperand<T, B> w_back(false, 4 * h, n_out, d.w_step + (in - x_cols), in + h);
   for (std::int64_t s = L.steps - 1; s >= 0; --s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
     bool any = false;
@@ -243,7 +222,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
         for (std::int64_t b = 0; b < nb; ++b) std::fill(dx + L.row(b, t) * in, dx + (L.row(b, t) + 1) * in, T(0));
       continue;
     }
-    recurrent(nb, dstep.data(), dxh.data());
+    w_back.multiply(false, nb, T(1), dstep.data(), 4 * h, T(0), dxh.data(), n_out);
     for (std::int64_t b = 0; b < nb; ++b) {
       const T* row = dxh.data() + b * n_out;
       if (dx) std::copy(row, row + in, dx + L.row(b, t) * in);  // zero on padded rows (their dgates are)
