@@ -5,7 +5,9 @@
 //   w.multiply(false, m, 1.f, a, lda, 0.f, c, ldc);                              // C = A W, many times
 //
 // float on the CPU packs the operand for the GEMM kernel once (cpu::pack_b), instead of once per
-// product; other types and backends multiply from where it lies. The pointer must outlive it.
+// product; other types and backends, and an operand built with pack = false (too few products
+// to pay for packing, such as one decoding step), multiply from where it lies. The pointer must
+// outlive it.
 #pragma once
 
 #include <cstdint>
@@ -20,21 +22,24 @@ class ReusedOperand {
  public:
   ReusedOperand() = default;
   /// op(W) [k, n]: W stored [k, n] row-major with leading dimension ldw, or [n, k] when trans.
-  ReusedOperand(bool trans, std::int64_t k, std::int64_t n, const T* w, std::int64_t ldw) : w_(w), k_(k), n_(n), ldw_(ldw), trans_(trans) {
-    if constexpr (packs) packed_ = B::pack_b(trans, k, n, w, ldw);
+  ReusedOperand(bool trans, std::int64_t k, std::int64_t n, const T* w, std::int64_t ldw, bool pack = true)
+      : w_(w), k_(k), n_(n), ldw_(ldw), trans_(trans), packed_here_(can_pack && pack) {
+    if constexpr (can_pack)
+      if (packed_here_) packed_ = B::pack_b(trans, k, n, w, ldw);
   }
   /// C [m, n] = alpha * op(A) [m, k] * op(W) + beta * C.
   void multiply(bool trans_a, std::int64_t m, T alpha, const T* a, std::int64_t lda, T beta, T* c, std::int64_t ldc) const {
-    if constexpr (packs) B::gemm_packed_b(trans_a, m, n_, k_, alpha, a, lda, packed_, beta, c, ldc);
-    else B::gemm(trans_a, trans_, m, n_, k_, alpha, a, lda, w_, ldw_, beta, c, ldc);
+    if constexpr (can_pack)
+      if (packed_here_) return B::gemm_packed_b(trans_a, m, n_, k_, alpha, a, lda, packed_, beta, c, ldc);
+    B::gemm(trans_a, trans_, m, n_, k_, alpha, a, lda, w_, ldw_, beta, c, ldc);
   }
 
  private:
-  static constexpr bool packs = std::is_same_v<T, float> && std::is_same_v<B, cpu>;
+  static constexpr bool can_pack = std::is_same_v<T, float> && std::is_same_v<B, cpu>;
   const T* w_ = nullptr;
   std::int64_t k_ = 0, n_ = 0, ldw_ = 0;
-  bool trans_ = false;
-  std::conditional_t<packs, cpu::PackedB, char> packed_{};
+  bool trans_ = false, packed_here_ = false;
+  std::conditional_t<can_pack, cpu::PackedB, char> packed_{};
 };
 
 }  // namespace dsm::detail

@@ -154,12 +154,11 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
       const bool* padp = pad.defined() ? pad.data() + b * sh.tk : nullptr;
       kt_blocks.clear();
       v_blocks.clear();
-      if (reuse_kv)
-        for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
-          const std::int64_t cols = std::min(bs, sh.tk - j0);
-          kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * sh.d, sh.d);
-          v_blocks.emplace_back(false, cols, sh.dv, vp + j0 * sh.dv, sh.dv);
-        }
+      for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
+        const std::int64_t cols = std::min(bs, sh.tk - j0);
+        kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * sh.d, sh.d, reuse_kv);
+        v_blocks.emplace_back(false, cols, sh.dv, vp + j0 * sh.dv, sh.dv, reuse_kv);
+      }
       for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
         const T* qp = qv.data() + (b * sh.heads + h) * sh.tq * sh.d;
         T* op = out.data() + (b * sh.heads + h) * sh.tq * sh.dv;
@@ -172,8 +171,7 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
           const std::int64_t last_key = causal ? std::min(sh.tk - 1, i0 + rows - 1 + sh.tk - sh.tq) : sh.tk - 1;
           for (std::int64_t j0 = 0; j0 <= last_key; j0 += bs) {
             const std::int64_t cols = std::min(bs, sh.tk - j0);
-            if (reuse_kv) kt_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, scale, qp + i0 * sh.d, sh.d, T(0), s.data(), cols);
-            else B::gemm(false, true, rows, cols, sh.d, scale, qp + i0 * sh.d, sh.d, kp + j0 * sh.d, sh.d, T(0), s.data(), cols);  // [rows, cols]
+            kt_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, scale, qp + i0 * sh.d, sh.d, T(0), s.data(), cols);  // Q K^T
             detail::mask_block(s.data(), rows, cols, i0, j0, sh, causal, padp);
             for (std::int64_t r = 0; r < rows; ++r) {
               T* sr = s.data() + r * cols;
@@ -192,8 +190,7 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
               T* ar = acc.data() + r * sh.dv;
               for (std::int64_t c = 0; c < sh.dv; ++c) ar[c] *= alpha;
             }
-            if (reuse_kv) v_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, T(1), s.data(), cols, T(1), acc.data(), sh.dv);
-            else B::gemm(false, false, rows, sh.dv, cols, T(1), s.data(), cols, vp + j0 * sh.dv, sh.dv, T(1), acc.data(), sh.dv);  // acc += P v
+            v_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, T(1), s.data(), cols, T(1), acc.data(), sh.dv);  // acc += P V
           }
           for (std::int64_t r = 0; r < rows; ++r) {
             const T lr = l[static_cast<std::size_t>(r)];
@@ -214,7 +211,8 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
         Tensor<T, B> dq = Tensor<T, B>::zeros(qv.shape()), dk = Tensor<T, B>::zeros(kv.shape()), dvv = Tensor<T, B>::zeros(vv.shape());
         constexpr std::int64_t bs = detail::flash_block;
         // Every block operand on the right of a product is packed once per head (Q, dO) or per
-        // (batch, kv head) (K, K^T, V^T) when there are several blocks each way to reuse it.
+        // (batch, kv head) (K, K^T, V^T) when there are several blocks each way to reuse it;
+        // otherwise each product reads it where it lies.
         const bool reuse = sh.tq > bs && sh.tk > bs;
         cpu::parallel_for(sh.batch * sh.kv_heads, 1, [&](std::int64_t begin, std::int64_t end) {
           std::vector<T> p(bs * bs), dp(bs * bs), delta(static_cast<std::size_t>(sh.tq));
@@ -229,13 +227,12 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
             kt_blocks.clear();
             k_blocks.clear();
             vt_blocks.clear();
-            if (reuse)
-              for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
-                const std::int64_t cols = std::min(bs, sh.tk - j0);
-                kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * sh.d, sh.d);     // S = Q K^T
-                k_blocks.emplace_back(false, cols, sh.d, kp + j0 * sh.d, sh.d);     // dQ += dS K
-                vt_blocks.emplace_back(true, sh.dv, cols, vp + j0 * sh.dv, sh.dv);  // dP = dO V^T
-              }
+            for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
+              const std::int64_t cols = std::min(bs, sh.tk - j0);
+              kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * sh.d, sh.d, reuse);     // S = Q K^T
+              k_blocks.emplace_back(false, cols, sh.d, kp + j0 * sh.d, sh.d, reuse);     // dQ += dS K
+              vt_blocks.emplace_back(true, sh.dv, cols, vp + j0 * sh.dv, sh.dv, reuse);  // dP = dO V^T
+            }
             for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
               const std::int64_t qh = (b * sh.heads + h);
               const T *qp = qv.data() + qh * sh.tq * sh.d, *op = out.data() + qh * sh.tq * sh.dv, *gp = dout.data() + qh * sh.tq * sh.dv;
@@ -243,12 +240,11 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
               T* dqp = dq.data() + qh * sh.tq * sh.d;
               q_blocks.clear();
               do_blocks.clear();
-              if (reuse)
-                for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
-                  const std::int64_t rows = std::min(bs, sh.tq - i0);
-                  q_blocks.emplace_back(false, rows, sh.d, qp + i0 * sh.d, sh.d);     // dK += dS^T Q
-                  do_blocks.emplace_back(false, rows, sh.dv, gp + i0 * sh.dv, sh.dv);  // dV += P^T dO
-                }
+              for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
+                const std::int64_t rows = std::min(bs, sh.tq - i0);
+                q_blocks.emplace_back(false, rows, sh.d, qp + i0 * sh.d, sh.d, reuse);     // dK += dS^T Q
+                do_blocks.emplace_back(false, rows, sh.dv, gp + i0 * sh.dv, sh.dv, reuse);  // dV += P^T dO
+              }
               for (std::int64_t i = 0; i < sh.tq; ++i) {  // delta_i = <dO_i, O_i>
                 T acc = 0;
                 for (std::int64_t c = 0; c < sh.dv; ++c) acc += gp[i * sh.dv + c] * op[i * sh.dv + c];
@@ -260,33 +256,22 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                   const std::int64_t rows = std::min(bs, sh.tq - i0);
                   if (causal && j0 > i0 + rows - 1 + sh.tk - sh.tq) continue;  // block fully masked
                   const auto jb = static_cast<std::size_t>(j0 / bs), ib = static_cast<std::size_t>(i0 / bs);
-                  if (reuse) kt_blocks[jb].multiply(false, rows, scale, qp + i0 * sh.d, sh.d, T(0), p.data(), cols);
-                  else B::gemm(false, true, rows, cols, sh.d, scale, qp + i0 * sh.d, sh.d, kp + j0 * sh.d, sh.d, T(0), p.data(), cols);
+                  kt_blocks[jb].multiply(false, rows, scale, qp + i0 * sh.d, sh.d, T(0), p.data(), cols);
                   detail::mask_block(p.data(), rows, cols, i0, j0, sh, causal, padp);
                   for (std::int64_t r = 0; r < rows; ++r) {
                     T* pr = p.data() + r * cols;
                     const T lse_r = lp[i0 + r];
                     DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) pr[c] = math::exp(pr[c] - lse_r);
                   }
-                  if (reuse) {
-                    do_blocks[ib].multiply(true, cols, T(1), p.data(), cols, T(1), dvp + j0 * sh.dv, sh.dv);
-                    vt_blocks[jb].multiply(false, rows, T(1), gp + i0 * sh.dv, sh.dv, T(0), dp.data(), cols);
-                  } else {
-                    B::gemm(true, false, cols, sh.dv, rows, T(1), p.data(), cols, gp + i0 * sh.dv, sh.dv, T(1), dvp + j0 * sh.dv, sh.dv);  // dV += P^T dO
-                    B::gemm(false, true, rows, cols, sh.dv, T(1), gp + i0 * sh.dv, sh.dv, vp + j0 * sh.dv, sh.dv, T(0), dp.data(), cols);  // dP = dO V^T
-                  }
+                  do_blocks[ib].multiply(true, cols, T(1), p.data(), cols, T(1), dvp + j0 * sh.dv, sh.dv);   // dV += P^T dO
+                  vt_blocks[jb].multiply(false, rows, T(1), gp + i0 * sh.dv, sh.dv, T(0), dp.data(), cols);  // dP = dO V^T
                   for (std::int64_t r = 0; r < rows; ++r)
                     for (std::int64_t c = 0; c < cols; ++c) {
                       const auto at = static_cast<std::size_t>(r * cols + c);
                       dp[at] = p[at] * (dp[at] - delta[static_cast<std::size_t>(i0 + r)]);  // dS (scale applied below)
                     }
-                  if (reuse) {
-                    k_blocks[jb].multiply(false, rows, scale, dp.data(), cols, T(1), dqp + i0 * sh.d, sh.d);
-                    q_blocks[ib].multiply(true, cols, scale, dp.data(), cols, T(1), dkp + j0 * sh.d, sh.d);
-                  } else {
-                    B::gemm(false, false, rows, sh.d, cols, scale, dp.data(), cols, kp + j0 * sh.d, sh.d, T(1), dqp + i0 * sh.d, sh.d);  // dQ += dS K
-                    B::gemm(true, false, cols, sh.d, rows, scale, dp.data(), cols, qp + i0 * sh.d, sh.d, T(1), dkp + j0 * sh.d, sh.d);  // dK += dS^T Q
-                  }
+                  k_blocks[jb].multiply(false, rows, scale, dp.data(), cols, T(1), dqp + i0 * sh.d, sh.d);  // dQ += dS K
+                  q_blocks[ib].multiply(true, cols, scale, dp.data(), cols, T(1), dkp + j0 * sh.d, sh.d);   // dK += dS^T Q
                 }
               }
             }
