@@ -20,7 +20,6 @@ namespace dsm::detail {
 template <class T, class B>
 class ReusedOperand {
  public:
-  ReusedOperand() = default;
   /// op(W) [k, n]: W stored [k, n] row-major with leading dimension ldw, or [n, k] when trans.
   ReusedOperand(bool trans, std::int64_t k, std::int64_t n, const T* w, std::int64_t ldw, bool pack = true)
       : w_(w), k_(k), n_(n), ldw_(ldw), trans_(trans), packed_here_(can_pack && pack) {

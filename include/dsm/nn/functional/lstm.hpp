@@ -12,8 +12,9 @@
 // the input projection and the recurrent product share a kernel call whose rows stay in cache
 // (projecting every step up front wrote a [B*T, D*4H] matrix that each step then read back from
 // memory); the gate non-linearities, the biases and the cell update are one fused pass over its
-// rows. Backward through time mirrors it: per step one fused pass and one [B, 4H] x [4H, H] GEMM,
-// then dW_ih, dW_hh, dx and the biases as whole-sequence GEMMs and sums. The two directions run
+// rows. Backward through time mirrors it: per step one fused pass and one GEMM giving both dx_t
+// and dh_{t-1} (dgates_t [W_ih, W_hh]); then [dW_ih, dW_hh] as one whole-sequence GEMM against the
+// saved [x_t, h_{t-1}] rows, and the biases as column sums. The two directions run
 // concurrently when two threads are available. Without a graph to record (no_grad, or no input
 // requiring a gradient) nothing is saved for the backward.
 //
@@ -151,11 +152,11 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h
       xh[static_cast<std::size_t>(b * k + in + j)] = d.h0 ? d.h0[b * h + j] : T(0);
       cs[static_cast<std::size_t>(b * h + j)] = d.c0 ? d.c0[b * h + j] : T(0);
     }
-  const dsm::detail::ReusedOperand<T, B> w_step(true, k, 4 * h, d.w_step, k);  // [W_ih, W_hh]^T
+  const dsm::detail::ReusedOperand<T, B> step_weights(true, k, 4 * h, d.w_step, k);  // [W_ih, W_hh]^T
   for (std::int64_t s = 0; s < L.steps; ++s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
     for (std::int64_t b = 0; b < nb; ++b) std::copy(x + L.row(b, t) * in, x + (L.row(b, t) + 1) * in, xh.data() + b * k);
-    w_step.multiply(false, nb, T(1), xh.data(), k, T(0), gstep.data(), 4 * h);  // [B, 4H] pre-activations, biases still to add
+    step_weights.multiply(false, nb, T(1), xh.data(), k, T(0), gstep.data(), 4 * h);  // [B, 4H] pre-activations, biases still to add
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
       T* hb = xh.data() + b * k + in;
