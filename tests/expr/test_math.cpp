@@ -1,4 +1,5 @@
-// dsm::math::exp (the vectorizable float exp behind exp, sigmoid, silu, softplus and softmax).
+// dsm::math::exp (the vectorizable float exp behind exp, sigmoid, silu, softplus and softmax),
+// tanh, and the rational fast_tanh / fast_sigmoid of the LSTM gates.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -75,4 +76,49 @@ TEST_CASE("float sigmoid, silu and softmax through the fast exp stay within floa
   auto pd = dsm::softmax(xd.view({1, -1}), -1);
   // x - max is rounded in float (up to 2e-6 absolute near -40), which bounds the relative error.
   for (std::int64_t i = 0; i < x.numel(); i += 7) CHECK(p(0, i) == doctest::Approx(pd(0, i)).epsilon(5e-6).scale(1e-30));
+}
+
+TEST_CASE("math::fast_tanh is within 5 ulp of tanh everywhere, fast_sigmoid within 3e-7, and both keep the specials") {
+  auto ulp_error = [](float x, double exact) {
+    const float nearest = static_cast<float>(exact);
+    return std::abs(dsm::math::fast_tanh(x) - exact) / std::abs(static_cast<double>(std::nextafter(nearest, INFINITY)) - nearest);
+  };
+  double worst_tanh = 0, worst_sigmoid = 0;
+  std::int64_t counted = 0;
+  for (std::uint32_t u = 0; u < 0xffffffffu - 9973u; u += 9973u) {  // ~430,000 floats, both signs
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    if (std::isnan(x)) continue;
+    const double exact = std::tanh(static_cast<double>(x));
+    const float nearest = static_cast<float>(exact);
+    if (std::abs(nearest) >= std::numeric_limits<float>::min()) {
+      worst_tanh = std::max(worst_tanh, ulp_error(x, exact));
+      ++counted;
+    }
+    const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(x)));
+    worst_sigmoid = std::max(worst_sigmoid, std::abs(dsm::math::fast_sigmoid(x) - sig));
+  }
+  CHECK(counted > 400000);
+  CHECK(worst_tanh < 5.0);  // 4.7 (tests/reference/fit_fast_tanh.py)
+  // Where tanh is neither x nor 1 in float, the typical error is under an ulp (0.8 fitted).
+  double sum = 0;
+  for (int i = 1; i <= 100000; ++i) {
+    const float x = 9.1f * static_cast<float>(i) / 100000.f;
+    sum += ulp_error(x, std::tanh(static_cast<double>(x)));
+  }
+  CHECK(sum / 100000 < 1.0);
+  CHECK(worst_sigmoid < 3e-7);
+  CHECK(std::isnan(dsm::math::fast_tanh(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(dsm::math::fast_sigmoid(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(dsm::math::fast_tanh(INFINITY) == 1.f);
+  CHECK(dsm::math::fast_tanh(-INFINITY) == -1.f);
+  CHECK(dsm::math::fast_tanh(30.f) == 1.f);
+  CHECK(std::signbit(dsm::math::fast_tanh(-0.f)));
+  CHECK(dsm::math::fast_tanh(1e-30f) == 1e-30f);
+  CHECK(dsm::math::fast_sigmoid(INFINITY) == 1.f);
+  CHECK(dsm::math::fast_sigmoid(-INFINITY) == 0.f);
+  CHECK(dsm::math::fast_sigmoid(0.f) == 0.5f);
+  // Other types take the accurate functions.
+  CHECK(dsm::math::fast_tanh(0.3) == std::tanh(0.3));
+  CHECK(dsm::math::fast_sigmoid(0.3) == dsm::math::sigmoid(0.3));
 }
