@@ -30,6 +30,7 @@
 #include <omp.h>
 #endif
 
+#include "../../core/config.hpp"
 #include "../../core/dtype.hpp"
 #include "../../core/half.hpp"
 
@@ -152,7 +153,7 @@ inline void transpose8x8(__m256 (&r)[8]) {
 /// q + 1, which the next store overwrites; the caller then owns at least one more depth after
 /// these 8 (it packs that one after), so the spill stays inside the panel.
 template <int Groups>
-inline void pack_transposed_block8(const float* in, std::int64_t ld_in, int rows_last, float* out, std::int64_t ld_out) {
+DSM_HOT_KERNEL inline void pack_transposed_block8(const float* in, std::int64_t ld_in, int rows_last, float* out, std::int64_t ld_out) {
   __m256 cols[Groups][8];
   for (int g = 0; g < Groups; ++g) {
     const int rows = g + 1 < Groups ? 8 : rows_last;
@@ -167,7 +168,7 @@ inline void pack_transposed_block8(const float* in, std::int64_t ld_in, int rows
 /// Packs rows [0, m) x depth [0, k) of A into MR-tall panels, zero-padding the last panel:
 /// panel r holds, for each depth p, MR consecutive values.
 template <class T, class R>
-void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
+DSM_HOT_KERNEL void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
   constexpr bool plain_float = std::is_same_v<T, float> && std::is_void_v<R>;
   if (a.rs == 1 && a.cs != 1 && m >= mr) {
     // Transposed A (depth p is a contiguous run of m values, runs a.cs apart): read each run
@@ -229,7 +230,7 @@ void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
 
 /// Packs depth [0, k) x columns [0, n) of B into NR-wide panels, zero-padding the last one.
 template <class T, class R>
-void pack_b(const View<T, R>& b, std::int64_t k, std::int64_t n, float* dst) {
+DSM_HOT_KERNEL void pack_b(const View<T, R>& b, std::int64_t k, std::int64_t n, float* dst) {
   for (std::int64_t c0 = 0; c0 < n; c0 += nr) {
     const std::int64_t cols = std::min<std::int64_t>(nr, n - c0);
     float* panel = dst + c0 * k;
@@ -274,7 +275,7 @@ void with_rounding(Rounding round, const View<T>& v, Pack&& pack) {
 /// zero padding; the kernel instantiated for fewer rows skips their FMAs (a batch of 32 rows is
 /// 5 full panels and one of 2 rows, a decoding step one of 1 row).
 template <int Rows = mr>
-[[gnu::noinline]] void micro_kernel(std::int64_t k, const float* ap, const float* bp, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
+[[gnu::noinline]] DSM_HOT_KERNEL void micro_kernel(std::int64_t k, const float* ap, const float* bp, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
                                     float alpha, float beta) {
   // Fewer rows mean fewer independent FMA chains than the FMA latency can hide: short panels
   // keep Split partial sums over alternating depths (>= 8 chains), added at the end.
