@@ -137,6 +137,30 @@ TEST_CASE("Viterbi and n-best equal the brute-force ranking, with and without BI
   }
 }
 
+TEST_CASE("Plain Viterbi (vectorized over tags) equals the list Viterbi's best path in float with 20 tags, and ties go to the smaller tag") {
+  // The n = 1 path and the n-best path are separate code; 20 tags cross the vector width.
+  const std::int64_t nb = 4, steps = 9, k = 20;
+  dsm::Generator gen(11);
+  const Tensor<float> e = Tensor<float>::randn({nb, steps, k}, gen);
+  const F::CRFScores<float> s{Var<float>(Tensor<float>::randn({k}, gen)), Var<float>(Tensor<float>::randn({k}, gen)),
+                              Var<float>(Tensor<float>::randn({k, k}, gen))};
+  const std::vector<std::int64_t> lengths{9, 5, 1, 0};
+  const auto best = F::viterbi_decode(e, lengths, s);
+  const auto top = F::viterbi_nbest(e, lengths, s, 2);
+  for (std::int64_t b = 0; b < nb; ++b) {
+    CHECK(best.scores.data()[b] == top.scores.data()[b * 2]);
+    for (std::int64_t t = 0; t < steps; ++t) CHECK(best.tags.data()[b * steps + t] == top.tags.data()[b * 2 * steps + t]);
+  }
+  CHECK(best.scores.data()[3] == 0.f);  // the empty sequence
+  CHECK(best.tags.data()[1 * steps + 5] == -1);
+  // All scores zero: every path ties, and the smaller tag wins at every step.
+  const Tensor<float> zeros = Tensor<float>::zeros({1, 6, k});
+  const F::CRFScores<float> flat{Var<float>(Tensor<float>::zeros({k})), Var<float>(Tensor<float>::zeros({k})), Var<float>(Tensor<float>::zeros({k, k}))};
+  const std::vector<std::int64_t> six{6};
+  const auto tie = F::viterbi_decode(zeros, six, flat);
+  for (std::int64_t t = 0; t < 6; ++t) CHECK(tie.tags.data()[t] == 0);
+}
+
 TEST_CASE("Constrained crf_nll equals enumeration over the allowed paths, forbidden entries get no gradient") {
   const std::int64_t k = 5, steps = 4;
   dsm::Generator gen(5);

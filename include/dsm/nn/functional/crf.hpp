@@ -316,22 +316,29 @@ CRFPaths<T> viterbi_nbest(const Tensor<T, B>& emissions, std::span<const std::in
       const T* e = ev.data() + b * steps * k;
       std::fill(delta.begin(), delta.end(), ninf);
       for (std::int64_t j = 0; j < k; ++j) delta[static_cast<std::size_t>(j * n)] = tab.start[static_cast<std::size_t>(j)] + e[j];
-      for (std::int64_t t = 1; t < len; ++t)
-        for (std::int64_t j = 0; j < k; ++j) {
-          if (n == 1) {  // plain Viterbi: one max per tag
-            T best = ninf;
-            std::int64_t from = 0;
-            for (std::int64_t i = 0; i < k; ++i) {
-              const T v = delta[static_cast<std::size_t>((t - 1) * k + i)] + tab.trans[static_cast<std::size_t>(i * k + j)];
-              if (v > best) {
-                best = v;
-                from = i;
-              }
+      for (std::int64_t t = 1; t < len; ++t) {
+        if (n == 1) {  // plain Viterbi: one max per tag, over predecessors i in the outer loop so
+                       // that the inner loop runs along a row of transitions (vectorized)
+          const T* prev = delta.data() + (t - 1) * k;
+          T* best = delta.data() + t * k;
+          std::int64_t* from = back.data() + t * k;
+          std::fill(from, from + k, std::int64_t{0});
+          for (std::int64_t i = 0; i < k; ++i) {
+            const T p = prev[i];
+            const T* row = tab.trans.data() + i * k;
+            // Strictly greater: a tie keeps the smaller predecessor, as documented.
+            DSM_SIMD for (std::int64_t j = 0; j < k; ++j) {
+              const T v = p + row[j];
+              const bool gt = v > best[j];
+              best[j] = gt ? v : best[j];
+              from[j] = gt ? i : from[j];
             }
-            delta[static_cast<std::size_t>(t * k + j)] = best == ninf ? ninf : best + e[t * k + j];
-            back[static_cast<std::size_t>(t * k + j)] = from;
-            continue;
           }
+          for (std::int64_t j = 0; j < k; ++j)
+            if (best[j] != ninf) best[j] += e[t * k + j];
+          continue;
+        }
+        for (std::int64_t j = 0; j < k; ++j) {
           cand.clear();
           for (std::int64_t i = 0; i < k; ++i)
             for (std::int64_t r = 0; r < n; ++r) {
@@ -347,6 +354,7 @@ CRFPaths<T> viterbi_nbest(const Tensor<T, B>& emissions, std::span<const std::in
             back[static_cast<std::size_t>((t * k + j) * n) + r] = cand[r].from;
           }
         }
+      }
       cand.clear();
       for (std::int64_t j = 0; j < k; ++j)
         for (std::int64_t r = 0; r < n; ++r) {
