@@ -137,8 +137,9 @@ TEST_CASE("Viterbi and n-best equal the brute-force ranking, with and without BI
   }
 }
 
-TEST_CASE("Plain Viterbi (vectorized over tags) equals the list Viterbi's best path in float with 20 tags, and ties go to the smaller tag") {
-  // The n = 1 path and the n-best path are separate code; 20 tags cross the vector width.
+TEST_CASE("Plain Viterbi (batched over sequences) equals the list Viterbi's best path in float with 20 tags, ties go to the smaller tag") {
+  // The n = 1 path (all sequences at once) and the n-best path (one at a time) are separate
+  // code; lengths differ, so the batched recursion runs past some sequences' ends.
   const std::int64_t nb = 4, steps = 9, k = 20;
   dsm::Generator gen(11);
   const Tensor<float> e = Tensor<float>::randn({nb, steps, k}, gen);
@@ -159,6 +160,16 @@ TEST_CASE("Plain Viterbi (vectorized over tags) equals the list Viterbi's best p
   const std::vector<std::int64_t> six{6};
   const auto tie = F::viterbi_decode(zeros, six, flat);
   for (std::int64_t t = 0; t < 6; ++t) CHECK(tie.tags.data()[t] == 0);
+  // No tag may end a sequence: no path, score -inf and tags -1, as the list Viterbi gives.
+  F::CRFConstraints no_end;
+  no_end.end.assign(static_cast<std::size_t>(k), false);
+  const auto none = F::viterbi_decode(e, lengths, s, &no_end);
+  const auto none2 = F::viterbi_nbest(e, lengths, s, 2, &no_end);
+  for (std::int64_t b = 0; b < 3; ++b) {
+    CHECK(none.scores.data()[b] == -std::numeric_limits<float>::infinity());
+    CHECK(none2.scores.data()[b * 2] == -std::numeric_limits<float>::infinity());
+    CHECK(none.tags.data()[b * steps] == -1);
+  }
 }
 
 TEST_CASE("Constrained crf_nll equals enumeration over the allowed paths, forbidden entries get no gradient") {

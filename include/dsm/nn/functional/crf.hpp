@@ -11,6 +11,8 @@
 // running maximum of the forward scores, so a step is one K x K matrix-vector product in linear
 // space plus K logs, exact for any scores and free of overflow. The backward computes the
 // backward scores likewise and the gradients as marginals minus gold counts (one node).
+// Viterbi for the best path runs all the sequences of a batch together, vectorized across them;
+// n-best (list Viterbi) runs one sequence at a time.
 //
 // Constraints (BIO/BIOES schemes, see nn/crf.hpp) mark transitions, starts and ends as
 // impossible: they score -inf in the NLL and in decoding, receive no gradient, and a gold path
@@ -282,6 +284,91 @@ Var<T, B> crf_nll(const Var<T, B>& emissions, const Tensor<I, B>& tags, std::spa
       });
 }
 
+namespace detail {
+
+/// Plain Viterbi (the best path) for sequences [b0, b1) of emissions [B, T, K] at once, into
+/// out.tags / out.scores (n = 1). The recursion runs over all the sequences together, with the
+/// sequence innermost: a max over K predecessors per tag is then a vector loop without
+/// horizontal reductions or data-dependent branches (one sequence at a time, the argmax's
+/// mispredicted branches made it a tenth of a W5 decode). Steps past a sequence's length
+/// compute values nobody reads. Ties go to the smaller predecessor, then the smaller last tag.
+template <class T>
+void viterbi_best_batched(const T* emissions, std::int64_t steps, std::int64_t k, const std::vector<std::int64_t>& lens, const CRFTables<T>& tab,
+                          std::int64_t b0, std::int64_t b1, CRFPaths<T>& out) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  const std::int64_t nbc = b1 - b0;
+  std::int64_t longest = 0;
+  for (std::int64_t b = b0; b < b1; ++b) longest = std::max(longest, lens[static_cast<std::size_t>(b)]);
+  if (longest == 0) {
+    for (std::int64_t b = b0; b < b1; ++b) out.scores.data()[b] = 0;  // empty paths
+    return;
+  }
+  // delta[(t * K + j) * nbc + s]: the best score of a path of sequence b0 + s ending in tag j at
+  // step t; back likewise, the tag it came from.
+  std::vector<T> delta(static_cast<std::size_t>(longest * k * nbc));
+  std::vector<std::int32_t> back(delta.size());
+  auto emission = [&](std::int64_t s, std::int64_t t, std::int64_t j) { return emissions[((b0 + s) * steps + t) * k + j]; };
+  for (std::int64_t j = 0; j < k; ++j)
+    for (std::int64_t s = 0; s < nbc; ++s) delta[static_cast<std::size_t>(j * nbc + s)] = tab.start[static_cast<std::size_t>(j)] + emission(s, 0, j);
+  // Running maxima, ping-ponged between two buffers: updating one in place turns the vector
+  // loop's selects into masked stores, several times slower on some CPUs.
+  std::vector<T> best_a(static_cast<std::size_t>(nbc)), best_b(best_a.size());
+  std::vector<std::int32_t> from_a(best_a.size()), from_b(best_a.size());
+  for (std::int64_t t = 1; t < longest; ++t)
+    for (std::int64_t j = 0; j < k; ++j) {
+      T* best = best_a.data();
+      T* best_next = best_b.data();
+      std::int32_t* from = from_a.data();
+      std::int32_t* from_next = from_b.data();
+      std::fill(best, best + nbc, ninf);
+      std::fill(from, from + nbc, 0);
+      for (std::int64_t i = 0; i < k; ++i) {
+        const T tr = tab.trans[static_cast<std::size_t>(i * k + j)];
+        const T* prev = delta.data() + ((t - 1) * k + i) * nbc;
+        const auto tag = static_cast<std::int32_t>(i);
+        DSM_SIMD for (std::int64_t s = 0; s < nbc; ++s) {
+          const T v = prev[s] + tr;
+          const bool gt = v > best[s];  // strictly: a tie keeps the smaller predecessor
+          best_next[s] = gt ? v : best[s];
+          from_next[s] = gt ? tag : from[s];
+        }
+        std::swap(best, best_next);
+        std::swap(from, from_next);
+      }
+      T* d = delta.data() + (t * k + j) * nbc;
+      std::int32_t* bk = back.data() + (t * k + j) * nbc;
+      for (std::int64_t s = 0; s < nbc; ++s) {
+        d[s] = best[s] == ninf ? ninf : best[s] + emission(s, t, j);
+        bk[s] = from[s];
+      }
+    }
+  for (std::int64_t s = 0; s < nbc; ++s) {
+    const std::int64_t b = b0 + s, len = lens[static_cast<std::size_t>(b)];
+    if (len == 0) {
+      out.scores.data()[b] = 0;  // the empty path
+      continue;
+    }
+    T top = ninf;
+    std::int64_t tag = -1;
+    for (std::int64_t j = 0; j < k; ++j) {
+      const T v = delta[static_cast<std::size_t>(((len - 1) * k + j) * nbc + s)] + tab.end[static_cast<std::size_t>(j)];
+      if (v > top) {
+        top = v;
+        tag = j;
+      }
+    }
+    if (tag < 0) continue;  // no allowed path: score -inf, tags -1
+    out.scores.data()[b] = top;
+    std::int64_t* path = out.tags.data() + b * steps;
+    for (std::int64_t t = len - 1; t >= 0; --t) {
+      path[t] = tag;
+      if (t > 0) tag = back[static_cast<std::size_t>((t * k + tag) * nbc + s)];
+    }
+  }
+}
+
+}  // namespace detail
+
 /// The n highest-scoring tag paths of each sequence (list Viterbi; ties go to the smaller tag
 /// index, then the better-ranked predecessor). emissions [B, T, K]; see CRFPaths.
 template <FloatingScalar T, class B>
@@ -297,6 +384,7 @@ CRFPaths<T> viterbi_nbest(const Tensor<T, B>& emissions, std::span<const std::in
   const T ninf = -std::numeric_limits<T>::infinity();
   CRFPaths<T> out{Tensor<std::int64_t>::full({nb, n, steps}, -1), Tensor<T>::full({nb, n}, ninf)};
   cpu::parallel_for(nb, 4, [&](std::int64_t b0, std::int64_t b1) {
+    if (n == 1) return detail::viterbi_best_batched(ev.data(), steps, k, lens, tab, b0, b1, out);
     // delta[t, j, r]: the r-th best score of a path ending in tag j at step t; back[t, j, r] the
     // (tag, rank) it came from, packed as tag * n + rank.
     std::vector<T> delta(static_cast<std::size_t>(steps * k * n));
@@ -317,27 +405,6 @@ CRFPaths<T> viterbi_nbest(const Tensor<T, B>& emissions, std::span<const std::in
       std::fill(delta.begin(), delta.end(), ninf);
       for (std::int64_t j = 0; j < k; ++j) delta[static_cast<std::size_t>(j * n)] = tab.start[static_cast<std::size_t>(j)] + e[j];
       for (std::int64_t t = 1; t < len; ++t) {
-        if (n == 1) {  // plain Viterbi: one max per tag, over predecessors i in the outer loop so
-                       // that the inner loop runs along a row of transitions (vectorized)
-          const T* prev = delta.data() + (t - 1) * k;
-          T* best = delta.data() + t * k;
-          std::int64_t* from = back.data() + t * k;
-          std::fill(from, from + k, std::int64_t{0});
-          for (std::int64_t i = 0; i < k; ++i) {
-            const T p = prev[i];
-            const T* row = tab.trans.data() + i * k;
-            // Strictly greater: a tie keeps the smaller predecessor, as documented.
-            DSM_SIMD for (std::int64_t j = 0; j < k; ++j) {
-              const T v = p + row[j];
-              const bool gt = v > best[j];
-              best[j] = gt ? v : best[j];
-              from[j] = gt ? i : from[j];
-            }
-          }
-          for (std::int64_t j = 0; j < k; ++j)
-            if (best[j] != ninf) best[j] += e[t * k + j];
-          continue;
-        }
         for (std::int64_t j = 0; j < k; ++j) {
           cand.clear();
           for (std::int64_t i = 0; i < k; ++i)
