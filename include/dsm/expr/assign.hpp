@@ -13,8 +13,13 @@
 
 #if defined(_OPENMP)
 #define DSM_SIMD _Pragma("omp simd")
+#define DSM_PRAGMA(text) _Pragma(#text)
+// A vector reduction (op: +, max...): without the clause compilers keep float reductions scalar,
+// since vector lanes sum in another order.
+#define DSM_SIMD_REDUCE(op, var) DSM_PRAGMA(omp simd reduction(op : var))
 #else
 #define DSM_SIMD
+#define DSM_SIMD_REDUCE(op, var)
 #endif
 
 namespace dsm {

@@ -120,9 +120,17 @@ constexpr std::int64_t flash_block = 64;
 template <class T>
 void mask_block(T* s, std::int64_t rows, std::int64_t cols, std::int64_t i0, std::int64_t j0, const AttentionShape& sh, bool causal, const bool* pad) {
   constexpr T ninf = -std::numeric_limits<T>::infinity();
-  for (std::int64_t r = 0; r < rows; ++r)
+  // Query row i0 + r sees keys up to i0 + r + tk - tq: a causal row is a run of visible columns
+  // then a run of masked ones. Most blocks lie below the diagonal and have nothing to mask.
+  if (causal)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t first_masked = std::clamp<std::int64_t>(i0 + r + sh.tk - sh.tq + 1 - j0, 0, cols);
+      std::fill(s + r * cols + first_masked, s + (r + 1) * cols, ninf);
+    }
+  if (pad)
     for (std::int64_t c = 0; c < cols; ++c)
-      if ((causal && j0 + c > i0 + r + sh.tk - sh.tq) || (pad && pad[j0 + c])) s[r * cols + c] = ninf;
+      if (pad[j0 + c])
+        for (std::int64_t r = 0; r < rows; ++r) s[r * cols + c] = ninf;
 }
 
 }  // namespace detail
@@ -176,7 +184,7 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
             for (std::int64_t r = 0; r < rows; ++r) {
               T* sr = s.data() + r * cols;
               T mx = m[static_cast<std::size_t>(r)];
-              for (std::int64_t c = 0; c < cols; ++c) mx = std::max(mx, sr[c]);
+              DSM_SIMD_REDUCE(max, mx) for (std::int64_t c = 0; c < cols; ++c) mx = mx < sr[c] ? sr[c] : mx;
               if (mx == -std::numeric_limits<T>::infinity()) {  // nothing visible yet in this row
                 std::fill(sr, sr + cols, T(0));
                 continue;
@@ -184,11 +192,11 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
               const T alpha = math::exp(m[static_cast<std::size_t>(r)] - mx);  // rescales what came before
               DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) sr[c] = math::exp(sr[c] - mx);  // vector exp (float)
               T sum = 0;
-              for (std::int64_t c = 0; c < cols; ++c) sum += sr[c];
+              DSM_SIMD_REDUCE(+, sum) for (std::int64_t c = 0; c < cols; ++c) sum += sr[c];
               l[static_cast<std::size_t>(r)] = l[static_cast<std::size_t>(r)] * alpha + sum;
               m[static_cast<std::size_t>(r)] = mx;
               T* ar = acc.data() + r * sh.dv;
-              for (std::int64_t c = 0; c < sh.dv; ++c) ar[c] *= alpha;
+              DSM_SIMD for (std::int64_t c = 0; c < sh.dv; ++c) ar[c] *= alpha;
             }
             v_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, T(1), s.data(), cols, T(1), acc.data(), sh.dv);  // acc += P V
           }
@@ -247,7 +255,7 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
               }
               for (std::int64_t i = 0; i < sh.tq; ++i) {  // delta_i = <dO_i, O_i>
                 T acc = 0;
-                for (std::int64_t c = 0; c < sh.dv; ++c) acc += gp[i * sh.dv + c] * op[i * sh.dv + c];
+                DSM_SIMD_REDUCE(+, acc) for (std::int64_t c = 0; c < sh.dv; ++c) acc += gp[i * sh.dv + c] * op[i * sh.dv + c];
                 delta[static_cast<std::size_t>(i)] = acc;
               }
               for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
@@ -265,11 +273,12 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                   }
                   do_blocks[ib].multiply(true, cols, T(1), p.data(), cols, T(1), dvp + j0 * sh.dv, sh.dv);   // dV += P^T dO
                   vt_blocks[jb].multiply(false, rows, T(1), gp + i0 * sh.dv, sh.dv, T(0), dp.data(), cols);  // dP = dO V^T
-                  for (std::int64_t r = 0; r < rows; ++r)
-                    for (std::int64_t c = 0; c < cols; ++c) {
-                      const auto at = static_cast<std::size_t>(r * cols + c);
-                      dp[at] = p[at] * (dp[at] - delta[static_cast<std::size_t>(i0 + r)]);  // dS (scale applied below)
-                    }
+                  for (std::int64_t r = 0; r < rows; ++r) {
+                    T* dr = dp.data() + r * cols;
+                    const T* pr = p.data() + r * cols;
+                    const T delta_r = delta[static_cast<std::size_t>(i0 + r)];
+                    DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) dr[c] = pr[c] * (dr[c] - delta_r);  // dS (scale applied below)
+                  }
                   k_blocks[jb].multiply(false, rows, scale, dp.data(), cols, T(1), dqp + i0 * sh.d, sh.d);  // dQ += dS K
                   q_blocks[ib].multiply(true, cols, scale, dp.data(), cols, T(1), dkp + j0 * sh.d, sh.d);   // dK += dS^T Q
                 }
