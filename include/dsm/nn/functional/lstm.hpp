@@ -308,9 +308,13 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
   Tensor<T, B> w_step({n_dirs * 4 * h, in + h}), bias_all = Tensor<T, B>::zeros({ldg});
   for (std::int64_t d = 0; d < n_dirs; ++d) {
     const auto& w = dirs[static_cast<std::size_t>(d)];
-    Tensor<T, B> rows_d = w_step.narrow(0, d * 4 * h, 4 * h);
-    rows_d.narrow(1, 0, in).copy_(w.w_ih.value());
-    rows_d.narrow(1, in, h).copy_(w.w_hh.value());
+    // Row by row: a strided copy_ into the two column blocks took 2% of a W5 decoding step.
+    const Tensor<T, B> w_ih = w.w_ih.value().contiguous(), w_hh = w.w_hh.value().contiguous();
+    for (std::int64_t r = 0; r < 4 * h; ++r) {
+      T* row = w_step.data() + (d * 4 * h + r) * (in + h);
+      std::copy(w_ih.data() + r * in, w_ih.data() + (r + 1) * in, row);
+      std::copy(w_hh.data() + r * h, w_hh.data() + (r + 1) * h, row + in);
+    }
     if (w.b_ih.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_ih.value();
     if (w.b_hh.defined()) bias_all.narrow(0, d * 4 * h, 4 * h) += w.b_hh.value();
   }
