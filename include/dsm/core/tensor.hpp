@@ -457,7 +457,11 @@ class Tensor {
       T* d = dst + off[0];
       const U* p = s + off[1];
       if (st[0] == 1 && st[1] == 1) {
-        for (std::int64_t j = 0; j < n; ++j) d[j] = convert<T>(p[j]);
+        if constexpr (std::is_same_v<T, U>) {
+          std::copy(p, p + n, d);  // a vector copy at any -O level (the loop below is scalar at -O2)
+        } else {
+          for (std::int64_t j = 0; j < n; ++j) d[j] = convert<T>(p[j]);
+        }
       } else {
         for (std::int64_t j = 0; j < n; ++j) d[j * st[0]] = convert<T>(p[j * st[1]]);
       }
