@@ -118,6 +118,29 @@ TEST_CASE("safetensors: sharded checkpoints with an index, loaded lazily") {
   CHECK_THROWS_WITH_AS(io::ShardedCheckpoint(dir + "/model.safetensors.index.json"), doctest::Contains("is not a shard file name"), dsm::io_error);
 }
 
+TEST_CASE("checkpoint folders: missing parents are created, a file in the way is an io_error, a folder of one file loads") {
+  Mlp mlp;
+  const std::string nested = scratch("deep").string() + "/a/b/";  // trailing separator, three missing levels
+  io::save_sharded(nested, mlp.state_dict(), 1'000'000);
+  CHECK(fs::is_regular_file(nested + "model.safetensors.index.json"));
+  CHECK(fs::is_regular_file(nested + "model-00001-of-00001.safetensors"));
+  Mlp from_index;
+  from_index.load_state_dict(io::load_checkpoint(nested));  // a folder holding an index
+  CHECK(from_index.get<0>().weight.value().to_vector() == mlp.get<0>().weight.value().to_vector());
+
+  const std::string single = scratch("single").string();
+  fs::create_directories(single);
+  io::save_safetensors(single + "/model.safetensors", mlp.state_dict());
+  Mlp from_folder;
+  from_folder.load_state_dict(io::load_checkpoint(single));  // a folder holding model.safetensors
+  CHECK(from_folder.get<2>().bias.value().to_vector() == mlp.get<2>().bias.value().to_vector());
+
+  const std::string blocker = scratch("blocker").string();
+  write_bytes(blocker, "not a folder");
+  CHECK_THROWS_WITH_AS(io::save_sharded(blocker + "/ckpt", mlp.state_dict(), 1'000'000), doctest::Contains("cannot create the directory"), dsm::io_error);
+  CHECK_THROWS_WITH_AS(io::save_sharded(blocker, mlp.state_dict(), 1'000'000), doctest::Contains("exists and is not a directory"), dsm::io_error);
+}
+
 TEST_CASE("safetensors: hostile and corrupt files give io_error naming the problem") {
   const std::string ok = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   CHECK(open_error(make_file(ok, 8)).empty());

@@ -10,6 +10,7 @@
 // retain_graph. Nothing is recorded in a no_grad scope or when no input requires a gradient.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -42,17 +43,24 @@ class FunctionNode final : public Node {
   std::optional<Backward> backward_;
 };
 
+/// The impl of an operation's result; it requires a gradient when grad mode is on and some edge
+/// is non-null. Apart from make_result so that it is compiled once per element type, not per op.
+template <class T, class B>
+std::shared_ptr<VarImpl<T, B>> result_impl(Tensor<T, B>&& value, const std::vector<Edge>& edges) {
+  auto out = std::make_shared<VarImpl<T, B>>(std::move(value));
+  bool any = false;
+  for (const Edge& e : edges) any = any || e != nullptr;
+  out->requires_grad = any && is_grad_enabled();
+  return out;
+}
+
 /// Wraps `value` in a Var produced by operation `name`, recording `backward(g, inputs)` when
 /// grad mode is on and some edge is non-null.
 template <class T, class B, class Backward>
 Var<T, B> make_result(const char* name, Tensor<T, B> value, std::vector<Edge> edges, Backward&& backward) {
-  auto out = std::make_shared<VarImpl<T, B>>(std::move(value));
-  bool any = false;
-  for (const Edge& e : edges) any = any || e != nullptr;
-  if (any && is_grad_enabled()) {
-    out->requires_grad = true;
+  auto out = result_impl(std::move(value), edges);
+  if (out->requires_grad)
     out->grad_fn = std::make_shared<FunctionNode<T, B, std::decay_t<Backward>>>(name, std::move(edges), std::forward<Backward>(backward));
-  }
   return Var<T, B>(std::move(out));
 }
 

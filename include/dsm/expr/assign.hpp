@@ -36,38 +36,71 @@ DSM_HOST_DEVICE DSM_ALWAYS_INLINE void apply_assign(T& o, V v) {
   else o = convert<T>(static_cast<compute_t<T>>(o) / v);
 }
 
+/// Where an elementwise pass finds one input: the planning below needs no more of it, so it is
+/// compiled per operand count, not per expression.
+struct LeafLayout {
+  const void* storage;
+  std::int64_t offset;
+  const Shape* shape;
+  const Strides* strides;
+};
+
+/// The layouts of e's tensor leaves, in evaluator order.
+template <class E>
+std::array<LeafLayout, leaf_count_v<E>> leaf_layouts(const E& e) {
+  std::array<LeafLayout, leaf_count_v<E>> leaves{};
+  std::size_t k = 0;
+  expr_access<E>::for_each_leaf(e, [&](const auto& leaf) {
+    leaves[k++] = {static_cast<const void*>(leaf.storage().get()), leaf.offset(), &leaf.shape(), &leaf.strides()};
+  });
+  return leaves;
+}
+
+/// Slot 0 of a plan is the output; slots 1.. the leaves, broadcast to `shape`.
+template <int N>
+std::array<Strides, N + 1> plan_strides(const Shape& shape, const Strides& out_strides, const std::array<LeafLayout, N>& leaves) {
+  std::array<Strides, N + 1> strides;
+  strides[0] = out_strides;
+  for (std::size_t k = 0; k < static_cast<std::size_t>(N); ++k) strides[k + 1] = broadcast_strides(*leaves[k].shape, *leaves[k].strides, shape);
+  return strides;
+}
+
+enum class AssignPlan { run, empty, overlap };
+
+/// Checks that an expression of shape `es` may be written to out (its shape, strides, storage and
+/// offset) and plans the pass. `overlap`: an input shares out's storage without reading exactly the
+/// element being written, so the expression must go through a temporary.
+template <int N>
+AssignPlan plan_assignment(const Shape& es, const Shape& out_shape, const Strides& out_strides, const void* out_storage, std::int64_t out_offset,
+                           const std::array<LeafLayout, N>& leaves, LoopPlan<N + 1>& plan) {
+  if (!broadcasts_to(es, out_shape))
+    fail<shape_error>("assign", "expression of shape ", es, " cannot be written to a tensor of shape ", out_shape);
+  for (int d = 0; d < out_shape.rank(); ++d)
+    if (out_strides[d] == 0 && out_shape[d] > 1)
+      fail<shape_error>("assign", "cannot write into an expanded view (dimension ", d, " has stride 0)");
+  if (out_shape.numel() == 0) return AssignPlan::empty;
+  const auto strides = plan_strides<N>(out_shape, out_strides, leaves);
+  for (std::size_t k = 0; k < static_cast<std::size_t>(N); ++k)
+    if (leaves[k].storage == out_storage && (leaves[k].offset != out_offset || !(strides[k + 1] == out_strides))) return AssignPlan::overlap;
+  plan = make_loop_plan<N + 1>(out_shape, strides);
+  return AssignPlan::run;
+}
+
 /// Evaluates `e` into `out` (combining with Op). The heart of the expression layer.
 template <AssignOp Op, class T, class B, class E>
 void assign_expression(const Tensor<T, B>& out, const E& e) {
   using Ex = std::remove_cvref_t<E>;
   constexpr int N = leaf_count_v<Ex>;
-  const Shape es = e.shape();
-  if (!broadcasts_to(es, out.shape()))
-    fail<shape_error>("assign", "expression of shape ", es, " cannot be written to a tensor of shape ", out.shape());
-  for (int d = 0; d < out.rank(); ++d)
-    if (out.strides()[d] == 0 && out.shape()[d] > 1)
-      fail<shape_error>("assign", "cannot write into an expanded view (dimension ", d, " has stride 0)");
-  if (out.numel() == 0) return;
-
-  // An input sharing out's storage is safe only if it reads exactly the element being written.
-  bool overlap = false;
-  std::array<Strides, N + 1> strides;
-  strides[0] = out.strides();
-  int k = 1;
-  expr_access<Ex>::for_each_leaf(e, [&](const auto& leaf) {
-    strides[static_cast<std::size_t>(k)] = broadcast_strides(leaf.shape(), leaf.strides(), out.shape());
-    if (static_cast<const void*>(leaf.storage().get()) == static_cast<const void*>(out.storage().get()) &&
-        (leaf.offset() != out.offset() || !(strides[static_cast<std::size_t>(k)] == out.strides())))
-      overlap = true;
-    ++k;
-  });
-  if (overlap) {
+  LoopPlan<N + 1> plan;
+  const AssignPlan how = plan_assignment<N>(e.shape(), out.shape(), out.strides(), static_cast<const void*>(out.storage().get()), out.offset(),
+                                            leaf_layouts(e), plan);
+  if (how == AssignPlan::empty) return;
+  if (how == AssignPlan::overlap) {
     const Tensor<typename Ex::value_type, B> tmp(e);
     assign_expression<Op>(out, tmp);
     return;
   }
 
-  const auto plan = make_loop_plan<N + 1>(out.shape(), strides);
   int next = 0;
   const auto ev = expr_access<Ex>::evaluator(e, next);
   T* dst = out.data();

@@ -9,12 +9,12 @@
 #pragma once
 
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <sstream>
 
+#include "detail/path.hpp"
 #include "safetensors.hpp"
 
 namespace dsm::io {
@@ -26,7 +26,7 @@ inline constexpr const char* index_file_name = "model.safetensors.index.json";
 inline std::vector<std::string> save_sharded(const std::string& dir, const nn::StateDict& tensors, std::uint64_t max_shard_bytes,
                                              const std::map<std::string, std::string>& metadata = {}) {
   if (max_shard_bytes == 0) fail<io_error>("save_sharded", dir, ": max_shard_bytes must be positive");
-  std::filesystem::create_directories(dir);
+  detail::create_directories("save_sharded", dir);
   std::vector<nn::StateDict> shards(1);
   std::uint64_t in_shard = 0, total = 0;
   for (const auto& [name, t] : tensors) {
@@ -40,7 +40,7 @@ inline std::vector<std::string> save_sharded(const std::string& dir, const nn::S
   for (std::size_t i = 0; i < shards.size(); ++i) {
     char file[64];
     std::snprintf(file, sizeof file, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    save_safetensors((std::filesystem::path(dir) / file).string(), shards[i], metadata);
+    save_safetensors(detail::join_path(dir, file), shards[i], metadata);
     files.emplace_back(file);
     for (const auto& [name, t] : shards[i]) {
       if (!weight_map.empty()) weight_map += ',';
@@ -49,7 +49,7 @@ inline std::vector<std::string> save_sharded(const std::string& dir, const nn::S
       weight_map += json::quote(file);
     }
   }
-  std::ofstream index(std::filesystem::path(dir) / index_file_name, std::ios::trunc);
+  std::ofstream index(detail::join_path(dir, index_file_name), std::ios::trunc);
   index << "{\"metadata\":{\"total_size\":" << total << "},\"weight_map\":{" << weight_map << "}}\n";
   if (!index.flush()) fail<io_error>("save_sharded", dir, ": cannot write the index");
   return files;
@@ -58,7 +58,7 @@ inline std::vector<std::string> save_sharded(const std::string& dir, const nn::S
 /// A sharded checkpoint: the index is read at once, each shard is mapped when first needed.
 class ShardedCheckpoint {
  public:
-  explicit ShardedCheckpoint(const std::string& index_path) : dir_(std::filesystem::path(index_path).parent_path()) {
+  explicit ShardedCheckpoint(const std::string& index_path) : dir_(detail::parent_path(index_path)) {
     std::ifstream in(index_path, std::ios::binary);
     if (!in) fail<io_error>("ShardedCheckpoint", index_path, ": cannot open");
     in.seekg(0, std::ios::end);
@@ -85,9 +85,9 @@ class ShardedCheckpoint {
   /// The named tensor, from its shard (mapped on first use and kept open).
   AnyTensor load(const std::string& name) {
     auto it = shard_of_.find(name);
-    if (it == shard_of_.end()) fail<io_error>("ShardedCheckpoint", dir_.string(), ": no tensor named '", name, "'");
+    if (it == shard_of_.end()) fail<io_error>("ShardedCheckpoint", dir_, ": no tensor named '", name, "'");
     auto& shard = shards_[it->second];
-    if (!shard) shard = std::make_unique<SafetensorsFile>((dir_ / it->second).string());
+    if (!shard) shard = std::make_unique<SafetensorsFile>(detail::join_path(dir_, it->second));
     if (!shard->contains(name)) fail<io_error>("ShardedCheckpoint", shard->path(), ": the index places '", name, "' here but the shard lacks it");
     return shard->load(name);
   }
@@ -100,7 +100,7 @@ class ShardedCheckpoint {
   std::size_t open_shards() const { return shards_.size(); }
 
  private:
-  std::filesystem::path dir_;
+  std::string dir_;
   std::vector<std::string> names_;
   std::map<std::string, std::string> shard_of_;
   std::map<std::string, std::unique_ptr<SafetensorsFile>> shards_;
@@ -108,11 +108,11 @@ class ShardedCheckpoint {
 
 /// All tensors of a checkpoint: a .safetensors file, an index file, or a folder holding either.
 inline nn::StateDict load_checkpoint(const std::string& path) {
-  namespace fs = std::filesystem;
-  fs::path p(path);
-  if (fs::is_directory(p)) p = fs::exists(p / index_file_name) ? p / index_file_name : p / "model.safetensors";
-  if (p.filename() == index_file_name) return ShardedCheckpoint(p.string()).state_dict();
-  return SafetensorsFile(p.string()).state_dict();
+  std::string p = path;
+  if (detail::is_directory(p))
+    p = detail::path_exists(detail::join_path(p, index_file_name)) ? detail::join_path(p, index_file_name) : detail::join_path(p, "model.safetensors");
+  if (detail::file_name(p) == index_file_name) return ShardedCheckpoint(p).state_dict();
+  return SafetensorsFile(p).state_dict();
 }
 
 }  // namespace dsm::io

@@ -192,7 +192,12 @@ class Module {
   /// Requires: every name present with the right shape; with strict, no entry left over.
   /// A missing, unexpected or mis-shaped entry throws dsm::error naming it, before any value is
   /// changed.
-  void load_state_dict(const StateDict& dict, bool strict = true) {
+  ///
+  /// A template only so that it compiles where it is called: converting between every pair of
+  /// element types is over a hundred copy loops, which every translation unit compiled otherwise.
+  template <class Dict = StateDict>
+  void load_state_dict(const Dict& dict, bool strict = true) {
+    static_assert(std::is_same_v<Dict, StateDict>, "load_state_dict takes an nn::StateDict");
     struct Check final : MemberVisitor {
       const StateDict& dict;
       std::vector<std::string> seen;

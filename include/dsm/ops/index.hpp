@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstring>
+#include <algorithm>
 #include <limits>
 
 #include "../expr/assign.hpp"
@@ -26,7 +27,17 @@ template <class I, class B>
 void check_indices(const char* op, const Tensor<I, B>& index, std::int64_t size, int dim) {
   static_assert(std::is_integral_v<I> && !std::is_same_v<I, bool>, "indices must be an integer tensor (int32 or int64)");
   if (index.numel() == 0) return;
-  const std::int64_t lo = static_cast<std::int64_t>(min(index).item()), hi = static_cast<std::int64_t>(max(index).item());
+  std::int64_t lo = 0, hi = 0;
+  if constexpr (B::host_accessible) {  // one pass over the values (and no reduction kernels to compile)
+    const Tensor<I, B> dense = index.contiguous();
+    const I* p = dense.data();
+    const auto [mn, mx] = std::minmax_element(p, p + dense.numel());
+    lo = static_cast<std::int64_t>(*mn);
+    hi = static_cast<std::int64_t>(*mx);
+  } else {
+    lo = static_cast<std::int64_t>(min(index).item());
+    hi = static_cast<std::int64_t>(max(index).item());
+  }
   if (lo < 0) fail<index_error>(op, "index ", lo, " is out of bounds for dimension ", dim, " with size ", size);
   if (hi >= size) fail<index_error>(op, "index ", hi, " is out of bounds for dimension ", dim, " with size ", size);
 }

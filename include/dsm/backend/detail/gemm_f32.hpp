@@ -4,7 +4,7 @@
 // (row, column) strides, so transposes cost nothing, and their elements may be float, bf16 or f16:
 // they are converted to float while being packed, which is also how bf16 inputs get fp32
 // accumulation without a separate conversion pass. Under autocast, float operands are rounded to
-// bf16 or f16 in the same pass (Rounding): a low-precision GEMM without a low-precision copy.
+// bf16 or f16 in their packed blocks (Rounding): a low-precision GEMM without a low-precision copy.
 //
 // Blocking: B is packed in [KC x NC] blocks of NR-wide column panels (kept in L3 and streamed
 // through L1), A in [MC x KC] blocks of MR-tall row panels (kept in L2); a register-resident
@@ -93,37 +93,19 @@ constexpr std::int64_t kc_block = DSM_GEMM_KC;                 // depth of a pac
 constexpr std::int64_t mc_block = mr * DSM_GEMM_MC_PANELS;     // rows of a packed A block (L2)
 constexpr std::int64_t nc_block = nr * 256;                    // columns of a packed B block (L3)
 
-/// Operand rounding for autocast: packing rounds each float to the nearest bf16 or f16 (round to
-/// nearest even) and widens it back, which is exactly a GEMM over a bf16/f16 copy of the operand
-/// with fp32 accumulation, without making the copy.
-struct RoundToBf16 {};
-struct RoundToF16 {};
-
-/// The float a packed element holds: x widened, after rounding to R's precision when R is one of
-/// the rounding tags above (void: no rounding).
-template <class R, class T>
+/// The float a packed element holds.
+template <class T>
 inline float widen(T x) {
-  if constexpr (std::is_same_v<R, RoundToBf16>) {
-    return bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(x)));
-  } else if constexpr (std::is_same_v<R, RoundToF16>) {
-#if defined(__F16C__)
-    return _cvtsh_ss(_cvtss_sh(static_cast<float>(x), _MM_FROUND_TO_NEAREST_INT));  // IEEE RNE, as the codec
-#else
-    return f16_bits_to_float(float_to_f16_bits(static_cast<float>(x)));
-#endif
-  } else {
-    return static_cast<float>(x);
-  }
+  return static_cast<float>(x);
 }
 
-/// A strided matrix operand: element (i, j) at p[i * rs + j * cs], rounded as R says when packed.
-template <class T, class R = void>
+/// A strided matrix operand: element (i, j) at p[i * rs + j * cs].
+template <class T>
 struct View {
   using value_type = T;
-  using round_type = R;
   const T* p;
   std::int64_t rs, cs;
-  float at(std::int64_t i, std::int64_t j) const { return widen<R>(p[i * rs + j * cs]); }
+  float at(std::int64_t i, std::int64_t j) const { return widen(p[i * rs + j * cs]); }
 };
 
 #if defined(__AVX2__)
@@ -167,9 +149,9 @@ DSM_HOT_KERNEL inline void pack_transposed_block8(const float* in, std::int64_t 
 
 /// Packs rows [0, m) x depth [0, k) of A into MR-tall panels, zero-padding the last panel:
 /// panel r holds, for each depth p, MR consecutive values.
-template <class T, class R>
-DSM_HOT_KERNEL void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, float* dst) {
-  constexpr bool plain_float = std::is_same_v<T, float> && std::is_void_v<R>;
+template <class T>
+DSM_HOT_KERNEL void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, float* dst) {
+  constexpr bool plain_float = std::is_same_v<T, float>;
   if (a.rs == 1 && a.cs != 1 && m >= mr) {
     // Transposed A (depth p is a contiguous run of m values, runs a.cs apart): read each run
     // once and deal it out to every full panel. Panel by panel would read 6 values per run at a
@@ -185,12 +167,12 @@ DSM_HOT_KERNEL void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, 
           __builtin_memcpy(d, src + r0, mr * sizeof(float));  // one or two vector moves, not mr scalar ones
         } else {
 #pragma GCC unroll 16
-          for (int i = 0; i < mr; ++i) d[i] = widen<R>(src[r0 + i]);
+          for (int i = 0; i < mr; ++i) d[i] = widen(src[r0 + i]);
         }
       }
     }
     if (full == m) return;
-    pack_a(View<T, R>{a.p + full, a.rs, a.cs}, m - full, k, dst + full * k);  // the partial panel, below
+    pack_a(View<T>{a.p + full, a.rs, a.cs}, m - full, k, dst + full * k);  // the partial panel, below
     return;
   }
   for (std::int64_t r0 = 0; r0 < m; r0 += mr) {
@@ -207,13 +189,13 @@ DSM_HOT_KERNEL void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, 
 #endif
         for (; p < k; ++p) {
 #pragma GCC unroll 16
-          for (int i = 0; i < mr; ++i) dst[i] = widen<R>(base[i * a.rs + p]);
+          for (int i = 0; i < mr; ++i) dst[i] = widen(base[i * a.rs + p]);
           dst += mr;
         }
       } else {  // transposed A: each depth is MR consecutive values
         for (std::int64_t p = 0; p < k; ++p) {
 #pragma GCC unroll 16
-          for (int i = 0; i < mr; ++i) dst[i] = widen<R>(base[p * a.cs + i]);
+          for (int i = 0; i < mr; ++i) dst[i] = widen(base[p * a.cs + i]);
           dst += mr;
         }
       }
@@ -229,19 +211,19 @@ DSM_HOT_KERNEL void pack_a(const View<T, R>& a, std::int64_t m, std::int64_t k, 
 }
 
 /// Packs depth [0, k) x columns [0, n) of B into NR-wide panels, zero-padding the last one.
-template <class T, class R>
-DSM_HOT_KERNEL void pack_b(const View<T, R>& b, std::int64_t k, std::int64_t n, float* dst) {
+template <class T>
+DSM_HOT_KERNEL void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
   for (std::int64_t c0 = 0; c0 < n; c0 += nr) {
     const std::int64_t cols = std::min<std::int64_t>(nr, n - c0);
     float* panel = dst + c0 * k;
     if (cols == nr && b.cs == 1) {  // unit-stride rows of B: straight copies
       for (std::int64_t p = 0; p < k; ++p)
-        for (int j = 0; j < nr; ++j) panel[p * nr + j] = widen<R>(b.p[p * b.rs + c0 + j]);
+        for (int j = 0; j < nr; ++j) panel[p * nr + j] = widen(b.p[p * b.rs + c0 + j]);
       continue;
     }
     std::int64_t p = 0;
 #if defined(__AVX2__)
-    if constexpr (std::is_same_v<T, float> && std::is_void_v<R>) {
+    if constexpr (std::is_same_v<T, float>) {
       if (cols == nr && b.rs == 1) {  // transposed B (x W^T): depth runs are contiguous, 8 x 8 transposes
         for (; p + 8 <= k; p += 8) pack_transposed_block8<nr / 8>(b.p + c0 * b.cs + p, b.cs, 8, panel + p * nr, nr);
       }
@@ -258,15 +240,23 @@ DSM_HOT_KERNEL void pack_b(const View<T, R>& b, std::int64_t k, std::int64_t n, 
 /// The rounding a GEMM applies to float operands while packing them (autocast's bf16 or f16).
 enum class Rounding : std::uint8_t { none, bf16, f16 };
 
-/// Calls pack(view) with the view retyped for a run-time rounding: the driver is compiled once,
-/// the packing loops once per rounding (only float operands are rounded; bf16 and f16 already are).
-template <class T, class Pack>
-void with_rounding(Rounding round, const View<T>& v, Pack&& pack) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (round == Rounding::bf16) return pack(View<T, RoundToBf16>{v.p, v.rs, v.cs});
-    if (round == Rounding::f16) return pack(View<T, RoundToF16>{v.p, v.rs, v.cs});
+/// Rounds a packed block in place to the nearest bf16 or f16 (round to nearest even) and widens it
+/// back: exactly a GEMM over a bf16/f16 copy of the operand with fp32 accumulation, without the
+/// copy. A pass of its own over the block, which is still in cache, rather than rounding types for
+/// the packing routines: those doubled the packing code of every TU that multiplies floats.
+DSM_HOT_KERNEL inline void round_packed(Rounding round, float* block, std::int64_t count) {
+  if (round == Rounding::bf16) {
+    for (std::int64_t i = 0; i < count; ++i) block[i] = bf16_bits_to_float(float_to_bf16_bits(block[i]));
+  } else if (round == Rounding::f16) {
+#if defined(__F16C__)
+    std::int64_t i = 0;
+    for (; i + 8 <= count; i += 8)  // IEEE round to nearest even, as the codec
+      _mm256_storeu_ps(block + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(block + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < count; ++i) block[i] = _cvtsh_ss(_cvtss_sh(block[i], _MM_FROUND_TO_NEAREST_INT));
+#else
+    for (std::int64_t i = 0; i < count; ++i) block[i] = f16_bits_to_float(float_to_f16_bits(block[i]));
+#endif
   }
-  pack(v);
 }
 
 /// acc = A panel x B panel over depth k; then C = alpha * acc + beta * C for the valid
@@ -397,8 +387,10 @@ PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n, Rounding round =
   for (std::int64_t jc = 0; jc < n; jc += nc_block)
     for (std::int64_t pc = 0; pc < k; pc += kc_block) {
       const std::int64_t nc = std::min(nc_block, n - jc), kc = std::min(kc_block, k - pc);
-      with_rounding(round, View<TB>{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs}, [&](const auto& v) { pack_b(v, kc, nc, out.data.data() + offset); });
-      offset += static_cast<std::size_t>((nc + nr - 1) / nr * nr * kc);
+      const std::int64_t count = (nc + nr - 1) / nr * nr * kc;
+      pack_b(View<TB>{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs}, kc, nc, out.data.data() + offset);
+      if constexpr (std::is_same_v<TB, float>) round_packed(round, out.data.data() + offset, count);  // bf16/f16 inputs already are
+      offset += static_cast<std::size_t>(count);
     }
   return out;
 }
@@ -521,7 +513,8 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         const std::int64_t ic = mr * (m_panels * ib / m_blocks), mc = std::min(m, mr * (m_panels * (ib + 1) / m_blocks)) - ic;
         const std::int64_t p0 = n_panels * g / col_groups, p1 = n_panels * (g + 1) / col_groups;
         float* apack = a_workspace().get(static_cast<std::size_t>((mc_block + mr) * kc));
-        with_rounding(round, View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, [&](const auto& v) { pack_a(v, mc, kc, apack); });
+        pack_a(View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, mc, kc, apack);
+        if constexpr (std::is_same_v<TA, float>) round_packed(round, apack, (mc + mr - 1) / mr * mr * kc);
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
           for (std::int64_t i0 = 0; i0 < mc; i0 += mr)
@@ -536,8 +529,10 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
           if (!packed) {
 #pragma omp for schedule(static)
             for (std::int64_t p = 0; p < n_panels; ++p)
-              with_rounding(round, View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs},
-                            [&](const auto& v) { pack_b(v, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc); });
+            {
+              pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc);
+              if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack + p * nr * kc, nr * kc);
+            }
           }
 #pragma omp for schedule(static)
           for (std::int64_t item = 0; item < items; ++item) run_item(item);
@@ -545,7 +540,10 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         continue;
       }
 #endif
-      if (!packed) with_rounding(round, bblk, [&](const auto& v) { pack_b(v, kc, nc, bpack); });
+      if (!packed) {
+        pack_b(bblk, kc, nc, bpack);
+        if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack, n_panels * nr * kc);
+      }
       for (std::int64_t item = 0; item < items; ++item) run_item(item);
     }
   }

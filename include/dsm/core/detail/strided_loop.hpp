@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 
 #include "../shape.hpp"
 
@@ -68,11 +69,16 @@ LoopPlan<N> make_loop_plan(const Shape& shape, const std::array<Strides, N>& str
   return p;
 }
 
-/// Runs `row_fn(off, n, inner_strides)` over every row of the plan, in parallel chunks of rows
+/// A row function behind a plain pointer: row(ctx, off, n, inner_strides).
+template <int N>
+using RowKernel = void (*)(const void*, const std::array<std::int64_t, N>&, std::int64_t, const std::array<std::int64_t, N>&);
+
+/// Runs `row(ctx, off, n, inner_strides)` over every row of the plan, in parallel chunks of rows
 /// sized so that each chunk holds at least `min_chunk_elems` elements; a plan of one long row is
-/// split along the row instead. row_fn has one call site, so its (vectorized) body is compiled once.
-template <class B, int N, class RowFn>
-void run_loop_plan(const LoopPlan<N>& p, RowFn&& row_fn, std::int64_t min_chunk_elems = 32768) {
+/// split along the row instead. Compiled once per backend and operand count, not per expression:
+/// only the row function is.
+template <class B, int N>
+void run_plan_rows(const LoopPlan<N>& p, RowKernel<N> row, const void* ctx, std::int64_t min_chunk_elems) {
   const std::int64_t rows = p.rows(), inner = p.inner();
   if (rows == 0 || inner == 0) return;
   std::array<std::int64_t, N> inner_strides;
@@ -90,9 +96,22 @@ void run_loop_plan(const LoopPlan<N>& p, RowFn&& row_fn, std::int64_t min_chunk_
     const std::int64_t steps = split_row ? 1 : e - b, n = split_row ? e - b : inner;
     for (std::int64_t r = 0; r < steps; ++r) {
       if (r > 0) p.next_row(idx, off.data());
-      row_fn(off, n, inner_strides);
+      row(ctx, off, n, inner_strides);
     }
   });
+}
+
+/// Runs `row_fn(off, n, inner_strides)` over every row of the plan (see run_plan_rows). The
+/// expression's own code is one function, row_fn inlined into a trampoline: the row walk, the
+/// chunking and the parallel region are shared by every expression with N operands (per
+/// expression they were a quarter of a model TU's object code). One indirect call per row.
+template <class B, int N, class RowFn>
+void run_loop_plan(const LoopPlan<N>& p, RowFn&& row_fn, std::int64_t min_chunk_elems = 32768) {
+  using Fn = std::remove_reference_t<RowFn>;
+  const RowKernel<N> row = [](const void* ctx, const std::array<std::int64_t, N>& off, std::int64_t n, const std::array<std::int64_t, N>& st) {
+    (*static_cast<const Fn*>(ctx))(off, n, st);
+  };
+  run_plan_rows<B, N>(p, row, static_cast<const void*>(std::addressof(row_fn)), min_chunk_elems);
 }
 
 }  // namespace dsm::detail
