@@ -231,18 +231,6 @@ struct reaching<S, Up, std::integer_sequence<int, i...>>
 template <class S, class Up>
 using reaching_t = typename reaching<S, Up, std::make_integer_sequence<int, leaf_count_v<S>>>::type;
 
-/// The plan of a pass writing K fresh contiguous outputs of `shape` from L leaves; compiled per
-/// operand count, not per expression.
-template <int K, int L>
-dsm::detail::LoopPlan<K + L> plan_together(const Shape& shape, const std::array<dsm::detail::LeafLayout, L>& leaves) {
-  std::array<Strides, K + L> strides;
-  const Strides dense = contiguous_strides(shape);
-  for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k) strides[k] = dense;
-  for (std::size_t l = 0; l < static_cast<std::size_t>(L); ++l)
-    strides[K + l] = broadcast_strides(*leaves[l].shape, *leaves[l].strides, shape);
-  return dsm::detail::make_loop_plan<K + L>(shape, strides);
-}
-
 /// Evaluates several same-shape expressions into fresh contiguous tensors in one pass.
 template <class B, class... Outs, class... Es>
 void evaluate_together(const Shape& shape, std::tuple<Outs*...> outs, const std::tuple<Es...>& exprs) {
@@ -255,7 +243,7 @@ void evaluate_together(const Shape& shape, std::tuple<Outs*...> outs, const std:
        for (const auto& leaf : dsm::detail::leaf_layouts(e)) leaves[slot++] = leaf;
      }(), ...);
   }, exprs);
-  const auto plan = plan_together<K, L>(shape, leaves);
+  const auto plan = dsm::detail::plan_together<K, L>(shape, leaves);
   int next = 0;
   // Braced initialization evaluates left to right, so leaf slots are numbered in order.
   const auto evs = std::apply([&](const auto&... e) { return std::tuple{expr_access<std::remove_cvref_t<decltype(e)>>::evaluator(e, next)...}; }, exprs);

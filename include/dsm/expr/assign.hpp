@@ -65,6 +65,16 @@ std::array<Strides, N + 1> plan_strides(const Shape& shape, const Strides& out_s
   return strides;
 }
 
+/// The plan of a pass writing K fresh contiguous outputs of `shape` from L leaves.
+template <int K, int L>
+LoopPlan<K + L> plan_together(const Shape& shape, const std::array<LeafLayout, L>& leaves) {
+  std::array<Strides, K + L> strides;
+  const Strides dense = contiguous_strides(shape);
+  for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k) strides[k] = dense;
+  for (std::size_t l = 0; l < static_cast<std::size_t>(L); ++l) strides[K + l] = broadcast_strides(*leaves[l].shape, *leaves[l].strides, shape);
+  return make_loop_plan<K + L>(shape, strides);
+}
+
 enum class AssignPlan { run, empty, overlap };
 
 /// Checks that an expression of shape `es` may be written to out (its shape, strides, storage and
@@ -86,6 +96,27 @@ AssignPlan plan_assignment(const Shape& es, const Shape& out_shape, const Stride
   return AssignPlan::run;
 }
 
+/// One row of an assignment, o[j] (op)= the expression at j; unit-stride rows are vectorized. A
+/// named type rather than a lambda so that both evaluation paths below share its compiled code.
+template <AssignOp Op, class T, class Ev, int N>
+struct AssignRow {
+  Ev ev;
+  T* dst;
+
+  void operator()(const std::array<std::int64_t, N + 1>& off, std::int64_t n, const std::array<std::int64_t, N + 1>& st) const {
+    auto local = ev;
+    local.seek(off.data() + 1, st.data() + 1);
+    T* DSM_RESTRICT o = dst + off[0];
+    bool unit = st[0] == 1;
+    for (int i = 1; i <= N; ++i) unit = unit && st[static_cast<std::size_t>(i)] == 1;
+    if (unit) {
+      DSM_SIMD for (std::int64_t j = 0; j < n; ++j) apply_assign<Op>(o[j], local.load_unit(j));
+    } else {
+      for (std::int64_t j = 0; j < n; ++j) apply_assign<Op>(o[j * st[0]], local.load(j));
+    }
+  }
+};
+
 /// Evaluates `e` into `out` (combining with Op). The heart of the expression layer.
 template <AssignOp Op, class T, class B, class E>
 void assign_expression(const Tensor<T, B>& out, const E& e) {
@@ -103,19 +134,21 @@ void assign_expression(const Tensor<T, B>& out, const E& e) {
 
   int next = 0;
   const auto ev = expr_access<Ex>::evaluator(e, next);
-  T* dst = out.data();
-  run_loop_plan<B>(plan, [=](const std::array<std::int64_t, N + 1>& off, std::int64_t n, const std::array<std::int64_t, N + 1>& st) {
-    auto local = ev;
-    local.seek(off.data() + 1, st.data() + 1);
-    T* DSM_RESTRICT o = dst + off[0];
-    bool unit = st[0] == 1;
-    for (int i = 1; i <= N; ++i) unit = unit && st[static_cast<std::size_t>(i)] == 1;
-    if (unit) {
-      DSM_SIMD for (std::int64_t j = 0; j < n; ++j) apply_assign<Op>(o[j], local.load_unit(j));
-    } else {
-      for (std::int64_t j = 0; j < n; ++j) apply_assign<Op>(o[j * st[0]], local.load(j));
-    }
-  });
+  run_loop_plan<B>(plan, AssignRow<Op, T, decltype(ev), N>{ev, out.data()});
+}
+
+/// Evaluates `e` into `out`, a fresh contiguous tensor of e's shape (Tensor(const E&)): no
+/// broadcasting, no expanded view and no input can share its storage, so none of
+/// assign_expression's checks or its overlap path are compiled for it.
+template <class T, class B, class E>
+void evaluate_fresh(const Tensor<T, B>& out, const E& e) {
+  using Ex = std::remove_cvref_t<E>;
+  constexpr int N = leaf_count_v<Ex>;
+  if (out.numel() == 0) return;
+  const auto plan = plan_together<1, N>(out.shape(), leaf_layouts(e));
+  int next = 0;
+  const auto ev = expr_access<Ex>::evaluator(e, next);
+  run_loop_plan<B>(plan, AssignRow<AssignOp::set, T, decltype(ev), N>{ev, out.data()});
 }
 
 template <class T, class E>
@@ -137,7 +170,7 @@ template <Scalar T, class B>
 template <Expression E>
 Tensor<T, B>::Tensor(const E& expr) : Tensor(expr.shape()) {
   detail::check_assignable<T, E>();
-  detail::assign_expression<detail::AssignOp::set>(*this, expr);
+  detail::evaluate_fresh(*this, expr);
 }
 
 template <Scalar T, class B>
