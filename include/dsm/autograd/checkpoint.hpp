@@ -187,7 +187,7 @@ auto checkpoint(F f, const Var<T, B>& first, const More&... more) {
         if (in[i] && leaves[i].grad().defined()) autograd::accumulate_input(in[i], leaves[i].grad());
     };
     out->requires_grad = true;
-    out->grad_fn = std::make_shared<autograd::FunctionNode<T, B, decltype(recompute)>>("checkpoint", std::move(edges), std::move(recompute));
+    out->grad_fn = autograd::make_node<autograd::FunctionNode<T, B, decltype(recompute)>>("checkpoint", std::move(edges), std::move(recompute));
   }
   const Var<T, B> packed(std::move(out));
   if constexpr (std::is_same_v<Result, Var<T, B>>) {

@@ -29,17 +29,15 @@ Edge edge_of(const Var<T, B>& v) {
 template <class T, class B, class Backward>
 class FunctionNode final : public Node {
  public:
-  FunctionNode(const char* name, std::vector<Edge> edges, Backward backward) : name_(name), backward_(std::move(backward)) {
+  FunctionNode(const char* name, std::vector<Edge> edges, Backward backward) : Node(name), backward_(std::move(backward)) {
     inputs = std::move(edges);
   }
-  const char* name() const override { return name_; }
   void apply(VarImplBase& output) override { (*backward_)(impl_cast<T, B>(output).grad, inputs); }
 
  protected:
   void release_saved() override { backward_.reset(); }
 
  private:
-  const char* name_;
   std::optional<Backward> backward_;
 };
 
@@ -60,7 +58,7 @@ template <class T, class B, class Backward>
 Var<T, B> make_result(const char* name, Tensor<T, B> value, std::vector<Edge> edges, Backward&& backward) {
   auto out = result_impl(std::move(value), edges);
   if (out->requires_grad)
-    out->grad_fn = std::make_shared<FunctionNode<T, B, std::decay_t<Backward>>>(name, std::move(edges), std::forward<Backward>(backward));
+    out->grad_fn = make_node<FunctionNode<T, B, std::decay_t<Backward>>>(name, std::move(edges), std::forward<Backward>(backward));
   return Var<T, B>(std::move(out));
 }
 

@@ -287,10 +287,9 @@ class FusedNode final : public Node {
   using OutT = typename Out::value_type;
   using OutB = typename Out::backend_type;
 
-  FusedNode(S tree, const std::array<Edge, static_cast<std::size_t>(N)>& edges) : tree_(std::move(tree)) {
+  FusedNode(S tree, const std::array<Edge, static_cast<std::size_t>(N)>& edges) : Node("fused elementwise"), tree_(std::move(tree)) {
     inputs.assign(edges.begin(), edges.end());
   }
-  const char* name() const override { return "fused elementwise"; }
 
   void apply(VarImplBase& output) override { run(impl_cast<OutT, OutB>(output).grad, reaching_t<S, Up>{}); }
 
@@ -340,7 +339,7 @@ std::shared_ptr<VarImpl<T, B>> record_fused(Tensor<T, B> value, const E& expr) {
   for (const Edge& e : edges) any = any || e != nullptr;
   if (!any) return out;
   out->requires_grad = true;
-  out->grad_fn = std::make_shared<FusedNode<stored_t<E>, Tensor<T, B>>>(std::move(tree), edges);
+  out->grad_fn = make_node<FusedNode<stored_t<E>, Tensor<T, B>>>(std::move(tree), edges);
   return out;
 }
 

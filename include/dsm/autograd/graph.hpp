@@ -120,12 +120,13 @@ struct Node {
   // rounds its operands as its forward did, whatever scope backward() is called from.
   GemmPrecision precision = gemm_precision();
 
-  Node() = default;
+  explicit Node(const char* name) : name_(name) {}
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
   virtual ~Node() { detail::release_edges(inputs); }
 
-  virtual const char* name() const = 0;
+  /// The operation's name, for error messages ("softmax", "fused elementwise", ...).
+  const char* name() const { return name_; }
   virtual void apply(VarImplBase& output) = 0;
   /// Frees the edges and saved tensors; a later apply is an error.
   void release() {
@@ -136,7 +137,25 @@ struct Node {
 
  protected:
   virtual void release_saved() {}
+
+ private:
+  const char* name_;
 };
+
+/// Deletes a node through its virtual destructor. Every node is owned through this one deleter
+/// type, so all kinds of node share one shared_ptr control block: make_shared compiled three
+/// control-block functions per kind of node (about a sixth of a model TU's functions) for one
+/// allocation per node saved.
+struct NodeDeleter {
+  void operator()(Node* node) const { delete node; }
+};
+
+/// A new node of type N, owned as a Node.
+template <class N, class... Args>
+std::shared_ptr<Node> make_node(Args&&... args) {
+  Node* node = new N(std::forward<Args>(args)...);
+  return std::shared_ptr<Node>(node, NodeDeleter{});  // deletes node if the control block cannot be allocated
+}
 
 /// A variable's state: value, accumulated gradient, producing node.
 template <class T, class B>
