@@ -28,8 +28,8 @@ std::string message_of(const Args&... args) {
 TEST_CASE("fail joins text, integers, floating point, characters, shapes and streamable types") {
   const std::string s = "str";
   const std::string_view sv = "view";
-  const char* null_text = "c-string";
-  CHECK(message_of<dsm::error>("a", s, sv, null_text) == "op: astrviewc-string");
+  const char* c_text = "c-string";
+  CHECK(message_of<dsm::error>("a", s, sv, c_text) == "op: astrviewc-string");
   CHECK(message_of<dsm::error>(-3, " ", 7u, " ", std::int64_t{-9'000'000'000}, " ", std::uint64_t{18'000'000'000'000'000'000u}) ==
         "op: -3 7 -9000000000 18000000000000000000");
   CHECK(message_of<dsm::error>(true, false) == "op: 10");
@@ -39,6 +39,7 @@ TEST_CASE("fail joins text, integers, floating point, characters, shapes and str
   CHECK(message_of<dsm::error>(dsm::Shape{2, 3}, " and ", dsm::Shape{}) == "op: [2, 3] and []");
   CHECK(message_of<dsm::error>(Streamed{4}) == "op: <4>");
   CHECK(message_of<dsm::error>() == "op: ");
+  CHECK(message_of<dsm::error>("name ", static_cast<const char*>(nullptr)) == "op: name (null)");
 }
 
 TEST_CASE("fail throws the requested subclass, catchable as dsm::error") {

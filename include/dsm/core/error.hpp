@@ -11,9 +11,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <memory>
 #include <string_view>
 #include <type_traits>
-#include <memory>
 #include <utility>
 
 namespace dsm {
@@ -67,7 +67,9 @@ MessagePart message_part(const X& x) {
   else if constexpr (std::is_integral_v<X>) { p.kind = MessagePart::Kind::unsigned_int; p.u = x; }  // bool: 0 / 1
   else if constexpr (std::is_floating_point_v<X>) { p.kind = MessagePart::Kind::real; p.d = static_cast<double>(x); }
   else if constexpr (std::is_convertible_v<const X&, std::string_view>) {
-    const std::string_view v(x);
+    std::string_view v;
+    if constexpr (std::is_pointer_v<X>) v = x ? std::string_view(x) : std::string_view("(null)");  // a null C string
+    else v = x;
     p.kind = MessagePart::Kind::text;
     p.text = {v.data(), v.size()};
   } else {
