@@ -101,13 +101,6 @@ inline std::string join_message(const MessagePart* parts, std::size_t n) {
   return s;
 }
 
-/// Joins every argument into one string: cat("x: ", 3, " > ", 2.5) is "x: 3 > 2.5".
-template <class... Args>
-std::string cat(const Args&... args) {
-  const MessagePart parts[] = {message_part(args)...};
-  return join_message(parts, sizeof...(Args));
-}
-
 template <class E>
 [[noreturn, gnu::cold, gnu::noinline]] void throw_message(const MessagePart* parts, std::size_t n) {
   throw E(join_message(parts, n));

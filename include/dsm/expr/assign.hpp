@@ -56,22 +56,21 @@ std::array<LeafLayout, leaf_count_v<E>> leaf_layouts(const E& e) {
   return leaves;
 }
 
-/// Slot 0 of a plan is the output; slots 1.. the leaves, broadcast to `shape`.
-template <int N>
-std::array<Strides, N + 1> plan_strides(const Shape& shape, const Strides& out_strides, const std::array<LeafLayout, N>& leaves) {
-  std::array<Strides, N + 1> strides;
-  strides[0] = out_strides;
-  for (std::size_t k = 0; k < static_cast<std::size_t>(N); ++k) strides[k + 1] = broadcast_strides(*leaves[k].shape, *leaves[k].strides, shape);
+/// Strides for a pass over `shape` with K outputs (slots 0..K-1, left for the caller) and the L
+/// leaves after them, broadcast to `shape`.
+template <int K, int L>
+std::array<Strides, K + L> leaf_strides(const Shape& shape, const std::array<LeafLayout, L>& leaves) {
+  std::array<Strides, K + L> strides;
+  for (std::size_t l = 0; l < static_cast<std::size_t>(L); ++l) strides[K + l] = broadcast_strides(*leaves[l].shape, *leaves[l].strides, shape);
   return strides;
 }
 
 /// The plan of a pass writing K fresh contiguous outputs of `shape` from L leaves.
 template <int K, int L>
 LoopPlan<K + L> plan_together(const Shape& shape, const std::array<LeafLayout, L>& leaves) {
-  std::array<Strides, K + L> strides;
+  auto strides = leaf_strides<K, L>(shape, leaves);
   const Strides dense = contiguous_strides(shape);
   for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k) strides[k] = dense;
-  for (std::size_t l = 0; l < static_cast<std::size_t>(L); ++l) strides[K + l] = broadcast_strides(*leaves[l].shape, *leaves[l].strides, shape);
   return make_loop_plan<K + L>(shape, strides);
 }
 
@@ -89,7 +88,8 @@ AssignPlan plan_assignment(const Shape& es, const Shape& out_shape, const Stride
     if (out_strides[d] == 0 && out_shape[d] > 1)
       fail<shape_error>("assign", "cannot write into an expanded view (dimension ", d, " has stride 0)");
   if (out_shape.numel() == 0) return AssignPlan::empty;
-  const auto strides = plan_strides<N>(out_shape, out_strides, leaves);
+  auto strides = leaf_strides<1, N>(out_shape, leaves);
+  strides[0] = out_strides;
   for (std::size_t k = 0; k < static_cast<std::size_t>(N); ++k)
     if (leaves[k].storage == out_storage && (leaves[k].offset != out_offset || !(strides[k + 1] == out_strides))) return AssignPlan::overlap;
   plan = make_loop_plan<N + 1>(out_shape, strides);

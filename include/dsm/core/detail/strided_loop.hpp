@@ -103,8 +103,8 @@ void run_plan_rows(const LoopPlan<N>& p, RowKernel<N> row, const void* ctx, std:
 
 /// Runs `row_fn(off, n, inner_strides)` over every row of the plan (see run_plan_rows). The
 /// expression's own code is one function, row_fn inlined into a trampoline: the row walk, the
-/// chunking and the parallel region are shared by every expression with N operands (per
-/// expression they were a quarter of a model TU's object code). One indirect call per row.
+/// chunking and the parallel region are shared by every expression with N operands (compiled per
+/// expression, they were an eighth of a model TU's object code). One indirect call per row.
 template <class B, int N, class RowFn>
 void run_loop_plan(const LoopPlan<N>& p, RowFn&& row_fn, std::int64_t min_chunk_elems = 32768) {
   using Fn = std::remove_reference_t<RowFn>;
