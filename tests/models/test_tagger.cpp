@@ -5,6 +5,8 @@
 
 #include <dsm/dsm.hpp>
 
+#include "support/fixtures.hpp"
+
 using dsm::Tensor;
 using dsm::Var;
 using dsm::models::TaggerInput;
@@ -61,6 +63,32 @@ TEST_CASE("BiLSTMCRF learns a tagging task that needs context, decoding marks pa
   CHECK(last < 0.1 * first);
   for (std::int64_t b = 0; b < 24; ++b)
     for (std::int64_t t = data.input.lengths[static_cast<std::size_t>(b)]; t < 7; ++t) CHECK(best.tags.data()[b * 7 + t] == -1);
+}
+
+TEST_CASE("Decoding through the per-token projection table equals decoding without it, after training steps too") {
+  // Two taggers with the same weights, one with the table (the default) and one without; trained
+  // alike, they must keep decoding alike: the table sees every weight change.
+  using Tagger = dsm::models::BiLSTMCRF<{.vocab_size = 30, .embedding_dim = 8, .hidden_size = 12, .num_layers = 2, .num_tags = 4}>;
+  dsm::Generator g1(4), g2(4);
+  Tagger cached({.generator = &g1}), plain({.generator = &g2, .projection_cache_bytes = 0});
+  const auto data = synthetic(9, 6, 30, 4, 6), other = synthetic(5, 4, 30, 4, 7);
+  dsm::optim::Adam<float> o1(cached.named_parameters(), {.lr = 0.05}), o2(plain.named_parameters(), {.lr = 0.05});
+  for (int step = 0; step < 3; ++step) {
+    const auto a = cached.decode(data.input), b = plain.decode(data.input);
+    CHECK(a.tags.to_vector() == b.tags.to_vector());
+    dsm_test::check_close(a.scores, b.scores, 1e-5, 1e-5);
+    for (auto* o : {&o1, &o2}) o->zero_grad();
+    cached.loss(data.input, data.gold).backward();
+    plain.loss(data.input, data.gold).backward();
+    o1.step();
+    o2.step();
+  }
+  // The result does not depend on which rows earlier batches left in the table.
+  Tagger fresh({.generator = &g1});
+  fresh.load_state_dict(cached.state_dict());
+  const auto warm = cached.decode(other.input), cold = fresh.decode(other.input);
+  CHECK(warm.tags.to_vector() == cold.tags.to_vector());
+  dsm_test::check_close(warm.scores, cold.scores, 0, 0);
 }
 
 TEST_CASE("Character features carry what the word ids do not") {

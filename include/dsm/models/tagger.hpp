@@ -18,6 +18,7 @@
 
 #include <optional>
 
+#include "../nn/embedding_projection.hpp"
 #include "../nn/nn.hpp"
 
 namespace dsm::models {
@@ -40,6 +41,9 @@ struct TaggerOptions {
   double dropout = 0.0;            ///< on the embeddings and on the BiLSTM output, in train() only
   std::uint64_t dropout_seed = 0;
   Generator* generator = nullptr;  ///< initialization; the default generator when null
+  /// Inference without character features looks up the BiLSTM's input projection per token
+  /// (nn::EmbeddingProjectionCache) when the table fits in this many bytes; 0 turns it off.
+  std::int64_t projection_cache_bytes = std::int64_t{64} << 20;
 };
 
 /// One batch: word ids [B, T] and each sentence's length (empty: all T); with character
@@ -80,7 +84,8 @@ class TaggerEncoder : public nn::Module {
                             .bidirectional = true},
              {.dropout = o.dropout, .dropout_seed = o.dropout_seed + 1, .generator = &gen}),
         dropout_(o.dropout),
-        dropout_gen_(o.dropout_seed) {
+        dropout_gen_(o.dropout_seed),
+        projection_cache_(o.projection_cache_bytes) {
     if (c.char_vocab_size > 0) {
       char_embed.emplace(nn::EmbeddingConfig{c.char_vocab_size, c.char_embedding_dim}, nn::EmbeddingOptions{&gen});
       char_lstm.emplace(nn::LSTMConfig{.input_size = c.char_embedding_dim, .hidden_size = c.char_hidden_size, .bidirectional = true},
@@ -93,6 +98,10 @@ class TaggerEncoder : public nn::Module {
     constexpr const char* op = "Tagger";
     if (in.words.rank() != 2) fail<shape_error>(op, "words must be [batch, time], got ", in.words.shape());
     const std::int64_t nb = in.words.size(0), steps = in.words.size(1);
+    // Inference (no graph, no dropout) from words alone: each token's input projection is a table row.
+    if (!char_lstm && !is_grad_enabled() && (dropout_ == 0 || !is_training()))
+      if (const Tensor<T>* table = projection_cache_.update(embed.weight.value(), lstm.layer(0), in.words))
+        return lstm.from_projections(*table, in.words, in.lengths);
     Var<T> x = embed(in.words);  // [B, T, E]
     if (char_lstm) {
       if (in.chars.rank() != 3 || in.chars.size(0) != nb || in.chars.size(1) != steps)
@@ -121,6 +130,7 @@ class TaggerEncoder : public nn::Module {
  private:
   double dropout_;
   Generator dropout_gen_;
+  nn::EmbeddingProjectionCache<T> projection_cache_;
 };
 }  // namespace detail
 

@@ -12,6 +12,7 @@
 // last, in train() only.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -82,28 +83,34 @@ class LSTM : public Module, public ConfigHolder<LSTMConfig, C> {
     return directions_[static_cast<std::size_t>(layer * num_directions() + direction)];
   }
 
+  /// The directions of layer l (forward, then reverse).
+  std::span<const Direction> layer(std::int64_t l) const {
+    return {directions_.data() + l * num_directions(), static_cast<std::size_t>(num_directions())};
+  }
+
   /// x [B, T, input_size] (batch_first) or [T, B, input_size]; lengths per sequence (empty: all
   /// T); state: initial h and c, or zeros when undefined.
   LSTMOutput<T, B> operator()(const Var<T, B>& x, std::span<const std::int64_t> lengths = {}, const LSTMState<T, B>& state = {}) {
     const auto& c = config();
     if (x.rank() != 3 || x.size(2) != c.input_size)
       fail<shape_error>("LSTM", "input of shape ", x.shape(), " must be ", c.batch_first ? "[batch, time, " : "[time, batch, ", c.input_size, "]");
-    const std::int64_t nd = num_directions(), nb = c.batch_first ? x.size(0) : x.size(1);
-    for (const auto* s : {&state.h, &state.c})
-      if (s->defined() && s->shape() != Shape{c.num_layers * nd, nb, c.hidden_size})
-        fail<shape_error>("LSTM", "initial state of shape ", s->shape(), " must be [", c.num_layers * nd, ", ", nb, ", ", c.hidden_size, "]");
-    Var<T, B> h = x;
-    std::vector<Var<T, B>> h_n, c_n;
-    for (std::int64_t l = 0; l < c.num_layers; ++l) {
-      if (l > 0 && options_.dropout > 0) h = functional::dropout(h, options_.dropout, is_training(), dropout_);
-      auto slice = [&](const Var<T, B>& s) { return s.defined() ? s.narrow(0, l * nd, nd) : Var<T, B>(); };
-      auto r = functional::lstm_layer(h, std::span<const Direction>(directions_.data() + l * nd, static_cast<std::size_t>(nd)),
-                                      {.batch_first = c.batch_first}, lengths, slice(state.h), slice(state.c));
-      h = r.output;
-      h_n.push_back(r.h_n);
-      c_n.push_back(r.c_n);
-    }
-    return {h, cat(h_n, 0), cat(c_n, 0)};
+    return run_layers(c.batch_first ? x.size(0) : x.size(1), lengths, state, [&](const Var<T, B>& h0, const Var<T, B>& c0) {
+      return functional::lstm_layer(x, layer(0), {.batch_first = c.batch_first}, lengths, h0, c0);
+    });
+  }
+
+  /// Inference from token ids when layer 0's input projection of each token is known: table
+  /// [V, D*4H] as an EmbeddingProjectionCache gives it, ids [B, T] (or [T, B]); see
+  /// functional::lstm_layer_lookup. The other layers run as in operator(). Records no graph.
+  LSTMOutput<T, B> from_projections(const Tensor<T, B>& table, const Tensor<std::int64_t, B>& ids, std::span<const std::int64_t> lengths = {},
+                                    const LSTMState<T, B>& state = {}) {
+    const auto& c = config();
+    if (ids.rank() != 2) fail<shape_error>("LSTM", "ids of shape ", ids.shape(), " must be ", c.batch_first ? "[batch, time]" : "[time, batch]");
+    no_grad guard;
+    return run_layers(c.batch_first ? ids.size(0) : ids.size(1), lengths, state, [&](const Var<T, B>& h0, const Var<T, B>& c0) {
+      auto value = [](const Var<T, B>& s) { return s.defined() ? s.value() : Tensor<T, B>(); };
+      return functional::lstm_layer_lookup(table, ids, layer(0), {.batch_first = c.batch_first}, lengths, value(h0), value(c0));
+    });
   }
 
   /// The dropout masks' generator (saved and restored to recompute a step identically).
@@ -146,6 +153,26 @@ class LSTM : public Module, public ConfigHolder<LSTMConfig, C> {
         }
         directions_.push_back(std::move(w));
       }
+  }
+
+  // Layer 0 through first_layer(h0, c0), then the others over its output.
+  template <class FirstLayer>
+  LSTMOutput<T, B> run_layers(std::int64_t nb, std::span<const std::int64_t> lengths, const LSTMState<T, B>& state, FirstLayer&& first_layer) {
+    const auto& c = config();
+    const std::int64_t nd = num_directions();
+    for (const auto* s : {&state.h, &state.c})
+      if (s->defined() && s->shape() != Shape{c.num_layers * nd, nb, c.hidden_size})
+        fail<shape_error>("LSTM", "initial state of shape ", s->shape(), " must be [", c.num_layers * nd, ", ", nb, ", ", c.hidden_size, "]");
+    auto slice = [&](const Var<T, B>& s, std::int64_t l) { return s.defined() ? s.narrow(0, l * nd, nd) : Var<T, B>(); };
+    functional::LSTMLayerResult<T, B> r = first_layer(slice(state.h, 0), slice(state.c, 0));
+    std::vector<Var<T, B>> h_n{r.h_n}, c_n{r.c_n};
+    for (std::int64_t l = 1; l < c.num_layers; ++l) {
+      const Var<T, B> in = options_.dropout > 0 ? functional::dropout(r.output, options_.dropout, is_training(), dropout_) : r.output;
+      r = functional::lstm_layer(in, layer(l), {.batch_first = c.batch_first}, lengths, slice(state.h, l), slice(state.c, l));
+      h_n.push_back(r.h_n);
+      c_n.push_back(r.c_n);
+    }
+    return {r.output, cat(h_n, 0), cat(c_n, 0)};
   }
 
   Options options_;

@@ -138,6 +138,11 @@ struct DirectionBuffers {
   const T* h0;     // [B, H] or null (zeros)
   const T* c0;
   bool reverse;
+  // Inference from looked-up projections (lstm_layer_lookup): each row's x_t W_ih^T + biases is
+  // row table_rows[r] of table (ld ld_table), in = 0 and w_step is W_hh alone.
+  const T* table = nullptr;
+  const std::int64_t* table_rows = nullptr;
+  std::int64_t ld_table = 0;
 };
 
 /// The forward recurrence of one direction over x [rows, in].
@@ -157,7 +162,13 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h
   const dsm::detail::ReusedOperand<T, B> step_weights(true, k, 4 * h, d.w_step, k);  // [W_ih, W_hh]^T
   for (std::int64_t s = 0; s < L.steps; ++s) {
     const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
-    for (std::int64_t b = 0; b < nb; ++b) std::copy(x + L.row(b, t) * in, x + (L.row(b, t) + 1) * in, xh.data() + b * k);
+    if (in > 0)
+      for (std::int64_t b = 0; b < nb; ++b) std::copy(x + L.row(b, t) * in, x + (L.row(b, t) + 1) * in, xh.data() + b * k);
+    if (d.table)  // the step's table rows are scattered over a table larger than the caches: fetch them during the GEMM
+      for (std::int64_t b = 0; b < nb; ++b) {
+        const T* row = d.table + d.table_rows[L.row(b, t)] * d.ld_table;
+        for (std::int64_t j = 0; j < 4 * h; j += 64 / static_cast<std::int64_t>(sizeof(T))) __builtin_prefetch(row + j);
+      }
     step_weights.multiply(false, nb, T(1), xh.data(), k, T(0), gstep.data(), 4 * h);  // [B, 4H] pre-activations, biases still to add
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
@@ -173,7 +184,8 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h
         continue;
       }
       T* pre = gstep.data() + b * 4 * h;
-      lstm_cell_forward(h, pre, d.bias, save ? d.gates + r * ldg : pre, cb, hb, cb);
+      const T* bias = d.table ? d.table + d.table_rows[r] * d.ld_table : d.bias;
+      lstm_cell_forward(h, pre, bias, save ? d.gates + r * ldg : pre, cb, hb, cb);
       std::copy(hb, hb + h, o);
     }
   }
@@ -396,6 +408,55 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
     return result.select(time_dim, steps + which).reshape({nb, n_dirs, h}).transpose(0, 1);
   };
   return {result.narrow(time_dim, 0, steps), state(0), state(1)};
+}
+
+/// Inference for a layer whose inputs are tokens: row v of table [V, D*4H] holds
+/// x_v W_ih^T + b_ih + b_hh of each direction side by side (EmbeddingProjectionCache keeps one
+/// for an embedding), ids [B, T] (or [T, B]) pick each step's row, and every step's GEMM is
+/// h_{t-1} W_hh^T alone (only dirs[d].w_hh is read). The results equal lstm_layer over the
+/// embedded tokens up to rounding (the input product is summed apart from the recurrent one).
+/// Records no graph.
+template <FloatingScalar T, class B>
+LSTMLayerResult<T, B> lstm_layer_lookup(const Tensor<T, B>& table, const Tensor<std::int64_t, B>& ids, std::span<const LSTMDirection<T, B>> dirs,
+                                        LSTMLayerOptions o = {}, std::span<const std::int64_t> lengths = {}, const Tensor<T, B>& h0 = {},
+                                        const Tensor<T, B>& c0 = {}) {
+  constexpr const char* op = "lstm_layer_lookup";
+  const auto n_dirs = static_cast<std::int64_t>(dirs.size());
+  if (n_dirs != 1 && n_dirs != 2) fail<config_error>(op, "1 or 2 directions, got ", n_dirs);
+  if (ids.rank() != 2) fail<shape_error>(op, "ids of shape ", ids.shape(), " must be ", o.batch_first ? "[batch, time]" : "[time, batch]");
+  const std::int64_t nb = o.batch_first ? ids.size(0) : ids.size(1), steps = o.batch_first ? ids.size(1) : ids.size(0);
+  const std::int64_t h = dirs[0].w_hh.defined() ? dirs[0].w_hh.size(-1) : 0;
+  if (h <= 0) fail<shape_error>(op, "hidden size must be positive");
+  for (std::int64_t d = 0; d < n_dirs; ++d) {
+    const auto& w = dirs[static_cast<std::size_t>(d)].w_hh;
+    if (!w.defined() || w.shape() != Shape{4 * h, h})
+      fail<shape_error>(op, "direction ", d, ": weight_hh ", w.defined() ? w.shape() : Shape{}, " must be [4H, H] with H = ", h);
+  }
+  const std::int64_t ldg = n_dirs * 4 * h, ldh = n_dirs * h, rows = nb * steps;
+  if (table.rank() != 2 || table.size(1) != ldg) fail<shape_error>(op, "table of shape ", table.shape(), " must be [vocabulary, ", ldg, "]");
+  for (const auto* s : {&h0, &c0})
+    if (s->defined() && s->shape() != Shape{n_dirs, nb, h}) fail<shape_error>(op, "initial state of shape ", s->shape(), " must be [", n_dirs, ", ", nb, ", ", h, "]");
+  const std::vector<std::int64_t> lens = checked_lengths(op, lengths, nb, steps);
+  const Tensor<std::int64_t, B> idc = ids.contiguous();
+  const std::int64_t* id = idc.data();
+  for (std::int64_t r = 0; r < rows; ++r)
+    if (id[r] < 0 || id[r] >= table.size(0)) fail<index_error>(op, "id ", id[r], " is outside the table's ", table.size(0), " rows");
+
+  const detail::StepLayout L{nb, steps, o.batch_first ? 1 : nb, o.batch_first ? steps : 1};
+  std::vector<std::int64_t> out_row(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) out_row[static_cast<std::size_t>(r)] = r;  // L.row(b, t) is already the output's row
+  const Tensor<T, B> tv = table.contiguous(), h0v = h0.defined() ? h0.contiguous() : Tensor<T, B>(), c0v = c0.defined() ? c0.contiguous() : Tensor<T, B>();
+  std::vector<Tensor<T, B>> w_hh;
+  for (const auto& w : dirs) w_hh.push_back(w.w_hh.value().contiguous());
+  Tensor<T, B> out({rows, ldh}), last({2, nb, ldh});
+  detail::for_each_direction(n_dirs, [&](std::int64_t d) {
+    detail::DirectionBuffers<T> buf{w_hh[static_cast<std::size_t>(d)].data(), nullptr, nullptr, nullptr, nullptr, out.data() + d * h, last.data() + d * h,
+                                    last.data() + nb * ldh + d * h, h0v.defined() ? h0v.data() + d * nb * h : nullptr,
+                                    c0v.defined() ? c0v.data() + d * nb * h : nullptr, d == 1, tv.data() + d * 4 * h, id, ldg};
+    detail::lstm_direction_forward<T, B>(L, 0, h, n_dirs, lens, static_cast<const T*>(nullptr), buf, out_row);
+  });
+  auto state = [&](std::int64_t which) { return Var<T, B>(last.select(0, which).reshape({nb, n_dirs, h}).transpose(0, 1).contiguous()); };
+  return {Var<T, B>(out.reshape(o.batch_first ? Shape{nb, steps, ldh} : Shape{steps, nb, ldh})), state(0), state(1)};
 }
 
 }  // namespace dsm::nn::functional
