@@ -205,7 +205,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
   const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
   // [dx_t, dh_{t-1}] = dgates_t [W_ih, W_hh]; without dx only the W_hh columns.
   const std::int64_t x_cols = dx ? in : 0, n_out = x_cols + h;
-  std::vector<T> dh(static_cast<std::size_t>(nb * h)), dc(static_cast<std::size_t>(nb * h)), dstep(static_cast<std::size_t>(nb * 4 * h));
+  std::vector<T> dh(static_cast<std::size_t>(nb * h)), dc(static_cast<std::size_t>(nb * h));
   std::vector<T> dxh(static_cast<std::size_t>(nb * n_out)), dtotal(static_cast<std::size_t>(h));
   for (std::int64_t b = 0; b < nb; ++b)  // the gradients reaching h_n and c_n ([B, H] rows, ld D*H)
     for (std::int64_t j = 0; j < h; ++j) {
@@ -218,10 +218,8 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
     bool any = false;
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
-      T* d4 = dstep.data() + b * 4 * h;
       T* dg = dgates + r * ldg;
       if (t >= lengths[static_cast<std::size_t>(b)]) {
-        std::fill(d4, d4 + 4 * h, T(0));
         std::fill(dg, dg + 4 * h, T(0));
         continue;
       }
@@ -229,15 +227,15 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
       const T* dy = dout + out_row[static_cast<std::size_t>(r)] * ldh;
       const T* dhb = dh.data() + b * h;
       DSM_SIMD for (std::int64_t j = 0; j < h; ++j) dtotal[static_cast<std::size_t>(j)] = dy[j] + dhb[j];
-      lstm_cell_backward(h, d.gates + r * ldg, d.c_prev + r * ldh, dtotal.data(), dc.data() + b * h, d4);
-      std::copy(d4, d4 + 4 * h, dg);
+      lstm_cell_backward(h, d.gates + r * ldg, d.c_prev + r * ldh, dtotal.data(), dc.data() + b * h, dg);
     }
     if (!any) {  // every sequence is padded here: no gradient reaches x_t
       if (dx)
         for (std::int64_t b = 0; b < nb; ++b) std::fill(dx + L.row(b, t) * in, dx + (L.row(b, t) + 1) * in, T(0));
       continue;
     }
-    w_back.multiply(false, nb, T(1), dstep.data(), 4 * h, T(0), dxh.data(), n_out);
+    // The step's rows of dgates are evenly spaced (batch_stride rows apart): the GEMM reads them in place.
+    w_back.multiply(false, nb, T(1), dgates + L.row(0, t) * ldg, L.batch_stride * ldg, T(0), dxh.data(), n_out);
     for (std::int64_t b = 0; b < nb; ++b) {
       const T* row = dxh.data() + b * n_out;
       if (dx) std::copy(row, row + in, dx + L.row(b, t) * in);  // zero on padded rows (their dgates are)
