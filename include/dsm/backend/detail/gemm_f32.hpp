@@ -481,8 +481,12 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
   if constexpr (std::is_same_v<TA, float> && std::is_same_v<TB, float>) {
-    if (m <= small_m_rows && !packed && round == Rounding::none && b.rs == 1 && b.cs != 1)
-      return gemm_small_m(m, n, k, alpha, a, b, beta, c, ldc, threads);
+    if (m <= small_m_rows && !packed && round == Rounding::none && b.rs == 1 && b.cs != 1) {
+      // These products are bound by reading B, not by their FLOPs: a second thread pays for its
+      // parallel region from about 256 KB of B (decoding's [1, 256] x [256, 768] is 768 KB).
+      const double b_bytes = 4.0 * static_cast<double>(n) * static_cast<double>(k);
+      return gemm_small_m(m, n, k, alpha, a, b, beta, c, ldc, std::max(1, std::min<int>(max_threads, static_cast<int>(b_bytes / (256.0 * 1024)))));
+    }
   }
   // Row blocks: whole MR panels, at most mc_block rows each, their count a multiple of the thread
   // count and the panels dealt evenly, so every thread gets the same rows to within a panel
