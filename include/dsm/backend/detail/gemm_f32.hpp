@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -401,6 +402,15 @@ PackedB pack_b_once(View<TB> b, std::int64_t k, std::int64_t n, Rounding round =
 /// packs by plain copies and keeps the packed path, so gemm_packed_b still equals gemm for it.)
 constexpr std::int64_t small_m_rows = 4;
 
+/// Whether OpenMP's idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE), read once.
+inline bool omp_threads_sleep() {
+  static const bool passive = [] {
+    const char* p = std::getenv("OMP_WAIT_POLICY");
+    return p && (std::string_view(p) == "PASSIVE" || std::string_view(p) == "passive" || std::string_view(p) == "Passive");
+  }();
+  return passive;
+}
+
 /// Sum of x[p] * y[p] over p < k, in Vec-wide partial sums (four, for the FMA latency) combined in
 /// a fixed order.
 inline float dot_product(const float* x, const float* y, std::int64_t k) {
@@ -482,10 +492,12 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
   if constexpr (std::is_same_v<TA, float> && std::is_same_v<TB, float>) {
     if (m <= small_m_rows && !packed && round == Rounding::none && b.rs == 1 && b.cs != 1) {
-      // These products are bound by reading B, not by their FLOPs: a second thread pays for its
-      // parallel region from about 256 KB of B (decoding's [1, 256] x [256, 768] is 768 KB).
-      const double b_bytes = 4.0 * static_cast<double>(n) * static_cast<double>(k);
-      return gemm_small_m(m, n, k, alpha, a, b, beta, c, ldc, std::max(1, std::min<int>(max_threads, static_cast<int>(b_bytes / (256.0 * 1024)))));
+      // These products are bound by reading B, not by their FLOPs: with OpenMP's idle threads
+      // spinning (its default) a thread pays for itself from about 256 KB of B (decoding's
+      // [1, 256] x [256, 768] is 768 KB); under OMP_WAIT_POLICY=PASSIVE each parallel region
+      // wakes a sleeping thread (about 100 us here) and a thread needs 4 MB.
+      const double b_bytes = 4.0 * static_cast<double>(n) * static_cast<double>(k), per_thread = omp_threads_sleep() ? 4.0 * (1 << 20) : 256.0 * 1024;
+      return gemm_small_m(m, n, k, alpha, a, b, beta, c, ldc, std::max(1, std::min<int>(max_threads, static_cast<int>(b_bytes / per_thread))));
     }
   }
   // Row blocks: whole MR panels, at most mc_block rows each, their count a multiple of the thread
