@@ -18,7 +18,6 @@
 
 #include <optional>
 
-#include "../nn/embedding_projection.hpp"
 #include "../nn/nn.hpp"
 
 namespace dsm::models {

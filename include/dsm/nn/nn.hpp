@@ -4,6 +4,7 @@
 #include "activation.hpp"
 #include "dropout.hpp"
 #include "embedding.hpp"
+#include "embedding_projection.hpp"
 #include "crf.hpp"
 #include "lstm.hpp"
 #include "attention.hpp"
