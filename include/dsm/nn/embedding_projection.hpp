@@ -46,7 +46,7 @@ class EmbeddingProjectionCache {
     if (vocab * (ld + dim) * static_cast<std::int64_t>(sizeof(T)) > max_bytes_) return nullptr;
 
     const Tensor<T, B> emb = embedding.contiguous();
-    refresh_weights(dirs, vocab, dim, ld);
+    refresh_weights(dirs, vocab, dim, h4);
     const Tensor<std::int64_t, B> idc = ids.contiguous();
     const std::int64_t* id = idc.data();
     ++call_;
@@ -72,21 +72,22 @@ class EmbeddingProjectionCache {
  private:
   // The snapshot of the layer's weights: every direction's W_ih, then every b_ih, then every
   // b_hh (zeros where undefined). A difference anywhere invalidates every row.
-  void refresh_weights(std::span<const functional::LSTMDirection<T, B>> dirs, std::int64_t vocab, std::int64_t dim, std::int64_t ld) {
+  void refresh_weights(std::span<const functional::LSTMDirection<T, B>> dirs, std::int64_t vocab, std::int64_t dim, std::int64_t h4) {
+    const std::int64_t ld = static_cast<std::int64_t>(dirs.size()) * h4;
     std::vector<Tensor<T, B>> parts;
     for (const auto& d : dirs) parts.push_back(d.w_ih.value().contiguous());
-    for (const auto& d : dirs) parts.push_back(d.b_ih.defined() ? d.b_ih.value().contiguous() : Tensor<T, B>::zeros({ld / static_cast<std::int64_t>(dirs.size())}));
-    for (const auto& d : dirs) parts.push_back(d.b_hh.defined() ? d.b_hh.value().contiguous() : Tensor<T, B>::zeros({ld / static_cast<std::int64_t>(dirs.size())}));
+    for (const auto& d : dirs) parts.push_back(d.b_ih.defined() ? d.b_ih.value().contiguous() : Tensor<T, B>::zeros({h4}));
+    for (const auto& d : dirs) parts.push_back(d.b_hh.defined() ? d.b_hh.value().contiguous() : Tensor<T, B>::zeros({h4}));
     std::size_t total = 0;
     for (const auto& p : parts) total += static_cast<std::size_t>(p.numel());
-    bool same = weights_.size() == total && table_.defined() && table_.size(0) == vocab && table_.size(1) == ld && dim_ == dim;
+    // The snapshot's size (ld x dim + 2 x ld) and the table's shape pin every size down.
+    bool same = weights_.size() == total && table_.defined() && table_.size(0) == vocab && table_.size(1) == ld;
     for (std::size_t pos = 0, i = 0; same && i < parts.size(); pos += static_cast<std::size_t>(parts[i].numel()), ++i)
       same = std::memcmp(weights_.data() + pos, parts[i].data(), static_cast<std::size_t>(parts[i].numel()) * sizeof(T)) == 0;
     if (same) return;
     weights_.clear();
     for (const auto& p : parts) weights_.insert(weights_.end(), p.data(), p.data() + p.numel());
     table_ = Tensor<T, B>({vocab, ld});
-    dim_ = dim;
     rows_.assign(static_cast<std::size_t>(vocab * dim), T(0));
     valid_.assign(static_cast<std::size_t>(vocab), 0);
     seen_.assign(static_cast<std::size_t>(vocab), 0);
@@ -120,7 +121,7 @@ class EmbeddingProjectionCache {
   std::vector<unsigned char> valid_;
   std::vector<std::uint64_t> seen_;  // the update that last looked at each token
   std::uint64_t call_ = 0;
-  std::int64_t dim_ = 0, last_computed_ = 0;
+  std::int64_t last_computed_ = 0;
 };
 
 }  // namespace dsm::nn

@@ -20,9 +20,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
-#include <string_view>
 #include <type_traits>
 #include <vector>
+
+#include <strings.h>
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
@@ -405,8 +406,8 @@ constexpr std::int64_t small_m_rows = 4;
 /// Whether OpenMP's idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE), read once.
 inline bool omp_threads_sleep() {
   static const bool passive = [] {
-    const char* p = std::getenv("OMP_WAIT_POLICY");
-    return p && (std::string_view(p) == "PASSIVE" || std::string_view(p) == "passive" || std::string_view(p) == "Passive");
+    const char* p = std::getenv("OMP_WAIT_POLICY");  // case-insensitive, as OpenMP reads it
+    return p && strcasecmp(p, "passive") == 0;
   }();
   return passive;
 }
