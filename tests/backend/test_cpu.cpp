@@ -50,12 +50,13 @@ TEST_CASE_TEMPLATE("gemm honours transpose flags, leading dimensions, alpha and 
 }
 
 TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every block edge") {
-  // Sizes straddle the micro-tile (6 x 16 or 12 x 32), the A block, the depth block and the B block.
+  // Sizes straddle the micro-tile (6 x 16 or 12 x 32), the A block, the depth block and the B block;
+  // 32 rows end in two 4-row panels.
   struct Dims {
     std::int64_t m, n, k;
   };
   dsm::Generator g{3};
-  for (const Dims d : {Dims{1, 1, 1}, Dims{7, 17, 5}, Dims{13, 33, 385}, Dims{197, 45, 777}, Dims{5, 4100, 9}, Dims{64, 64, 0}}) {
+  for (const Dims d : {Dims{1, 1, 1}, Dims{7, 17, 5}, Dims{13, 33, 385}, Dims{197, 45, 777}, Dims{5, 4100, 9}, Dims{32, 50, 400}, Dims{64, 64, 0}}) {
     CAPTURE(d.m);
     CAPTURE(d.n);
     CAPTURE(d.k);

@@ -77,9 +77,10 @@ TEST_CASE("matmul with transposed operands and balanced row blocks equals the do
   // blocks of 10 or 11 panels; 1030 rows: 12 blocks), products of 1 and 3 rows (with a
   // transposed B they take dot products instead of packing; 1 x 1000 x 2100 on 2 threads), depths that are and are not multiples of the 8-depth packing transposes, and every
   // transpose combination (row-major A and transposed B go through the transposing packers).
+  // Row counts of 6p + 2 (8, 32) end in two 4-row panels, on 2 threads in blocks of their own.
   dsm::Generator g{9};
   const int saved = dsm::get_num_threads();
-  for (auto [m, k, n] : {std::array<std::int64_t, 3>{256, 384, 256}, {1030, 40, 20}, {100, 9, 70}, {13, 8, 33}, {198, 17, 48}, {1, 1000, 2100}, {3, 37, 20}}) {
+  for (auto [m, k, n] : {std::array<std::int64_t, 3>{256, 384, 256}, {1030, 40, 20}, {100, 9, 70}, {13, 8, 33}, {198, 17, 48}, {1, 1000, 2100}, {3, 37, 20}, {8, 40, 33}, {32, 228, 70}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         CAPTURE(m);

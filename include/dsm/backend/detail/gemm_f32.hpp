@@ -472,6 +472,21 @@ inline void gemm_small_m(std::int64_t m, std::int64_t n, std::int64_t k, float a
   columns(0, n);
 }
 
+/// How the m rows of A are cut into panels (each packed MR tall, zero-padded): MR rows each,
+/// except that a last panel of 2 rows after a full one becomes two panels of 4 (MR = 6 only):
+/// the 4-row kernel runs at the 6-row kernel's rate per row, the 2-row one at about 2/3 of it
+/// (a 32-row product, an LSTM step's, is 4 x 6 + 2 x 4 rows). The cut depends on m alone, so each
+/// C element is computed by the same kernel whatever the thread count.
+struct RowPanels {
+  std::int64_t m, count, short_from;  // panels [short_from, count) are 4 rows tall
+  explicit RowPanels(std::int64_t rows) : m(rows), count((rows + mr - 1) / mr), short_from(count) {
+    if (mr == 6 && rows % mr == 2 && rows > mr) short_from = count - 2;
+  }
+  std::int64_t row(std::int64_t q) const { return q <= short_from ? q * mr : short_from * mr + (q - short_from) * 4; }
+  std::int64_t height(std::int64_t q) const { return q < short_from ? std::min<std::int64_t>(mr, m - q * mr) : 4; }
+  std::int64_t end(std::int64_t q) const { return row(q) + height(q); }
+};
+
 /// C = alpha * A * B + beta * C with A viewed as [m, k], B as [k, n], C row-major with ldc.
 /// With `packed` (from pack_b_once of this B), B is read from it instead of being packed.
 /// `round` rounds float operands to bf16 or f16 as they are packed (autocast).
@@ -506,7 +521,8 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   // (fixed 96-row blocks gave 1024 rows on 2 threads 6 blocks and 5, 256 rows 2 and 1). Blocks
   // start on panel boundaries, so each C element is summed in the same order whatever the
   // thread count.
-  const std::int64_t m_panels = (m + mr - 1) / mr;
+  const RowPanels panels(m);
+  const std::int64_t m_panels = panels.count;
   std::int64_t m_blocks = (m_panels + DSM_GEMM_MC_PANELS - 1) / DSM_GEMM_MC_PANELS;
   if (threads > 1) m_blocks = (m_blocks + threads - 1) / threads * threads;
   m_blocks = std::min(m_blocks, m_panels);
@@ -527,16 +543,19 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
       const std::int64_t items = m_blocks * col_groups;
       auto run_item = [&](std::int64_t item) {
         const std::int64_t ib = item / col_groups, g = item % col_groups;
-        const std::int64_t ic = mr * (m_panels * ib / m_blocks), mc = std::min(m, mr * (m_panels * (ib + 1) / m_blocks)) - ic;
+        const std::int64_t q0 = m_panels * ib / m_blocks, q1 = m_panels * (ib + 1) / m_blocks;  // this block's panels
         const std::int64_t p0 = n_panels * g / col_groups, p1 = n_panels * (g + 1) / col_groups;
         float* apack = a_workspace().get(static_cast<std::size_t>((mc_block + mr) * kc));
-        pack_a(View<TA>{a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, mc, kc, apack);
-        if constexpr (std::is_same_v<TA, float>) round_packed(round, apack, (mc + mr - 1) / mr * mr * kc);
+        const std::int64_t q_regular = std::min(q1, std::max(q0, panels.short_from));  // panels [q0, q_regular) are MR tall
+        if (q_regular > q0) pack_a(View<TA>{a.p + panels.row(q0) * a.rs + pc * a.cs, a.rs, a.cs}, panels.end(q_regular - 1) - panels.row(q0), kc, apack);
+        for (std::int64_t q = q_regular; q < q1; ++q)
+          pack_a(View<TA>{a.p + panels.row(q) * a.rs + pc * a.cs, a.rs, a.cs}, panels.height(q), kc, apack + (q - q0) * mr * kc);
+        if constexpr (std::is_same_v<TA, float>) round_packed(round, apack, (q1 - q0) * mr * kc);
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
-          for (std::int64_t i0 = 0; i0 < mc; i0 += mr)
-            run_micro_kernel(kc, apack + i0 * kc, bpack + j0 * kc, c + (ic + i0) * ldc + jc + j0, ldc, std::min<std::int64_t>(mr, mc - i0), ncols,
-                         alpha, beta_here);
+          for (std::int64_t q = q0; q < q1; ++q)
+            run_micro_kernel(kc, apack + (q - q0) * mr * kc, bpack + j0 * kc, c + panels.row(q) * ldc + jc + j0, ldc, panels.height(q), ncols, alpha,
+                             beta_here);
         }
       };
 #if defined(_OPENMP)
