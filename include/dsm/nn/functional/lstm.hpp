@@ -149,44 +149,53 @@ struct DirectionBuffers {
 template <class T, class B>
 void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
                             const T* x, const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row) {
-  const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h, k = in + h;
-  const bool save = d.gates != nullptr;
-  // xh holds each step's GEMM input [x_t, h_{t-1}] (B rows of I+H): the state lives in its last H
-  // columns, where the cell writes it for the next step.
+  const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h, k = in + h, ldx = n_dirs * k;
+  const bool save = d.gates != nullptr && L.steps > 0;  // no steps: the state is h0, c0 and nothing is saved
+  // Each step's GEMM input is [x_t, h_{t-1}] (B rows of I+H). When the backward will run, these
+  // rows are the saved ones (xh_prev, evenly spaced: batch_stride rows apart) and the cell writes
+  // h_t and c_t straight into the next step's saved rows; otherwise one local block serves every
+  // step, the state updated in place. xh and cs always receive the state after the last step.
   std::vector<T> xh(static_cast<std::size_t>(nb * k)), cs(static_cast<std::size_t>(nb * h)), gstep(static_cast<std::size_t>(nb * 4 * h));
-  for (std::int64_t b = 0; b < nb; ++b)
+  const std::int64_t first_t = d.reverse ? L.steps - 1 : 0;
+  for (std::int64_t b = 0; b < nb; ++b) {
+    T* h_in = save ? d.xh_prev + L.row(b, first_t) * ldx + in : xh.data() + b * k + in;
+    T* c_in = save ? d.c_prev + L.row(b, first_t) * ldh : cs.data() + b * h;
     for (std::int64_t j = 0; j < h; ++j) {
-      xh[static_cast<std::size_t>(b * k + in + j)] = d.h0 ? d.h0[b * h + j] : T(0);
-      cs[static_cast<std::size_t>(b * h + j)] = d.c0 ? d.c0[b * h + j] : T(0);
+      h_in[j] = d.h0 ? d.h0[b * h + j] : T(0);
+      c_in[j] = d.c0 ? d.c0[b * h + j] : T(0);
     }
+  }
   const dsm::detail::ReusedOperand<T, B> step_weights(true, k, 4 * h, d.w_step, k);  // [W_ih, W_hh]^T
   for (std::int64_t s = 0; s < L.steps; ++s) {
-    const std::int64_t t = d.reverse ? L.steps - 1 - s : s;
+    const std::int64_t t = d.reverse ? L.steps - 1 - s : s, t_next = d.reverse ? t - 1 : t + 1;
+    const bool last = s + 1 == L.steps;
+    T* a_rows = save ? d.xh_prev + L.row(0, t) * ldx : xh.data();
+    const std::int64_t lda = save ? L.batch_stride * ldx : k;
     if (in > 0)
-      for (std::int64_t b = 0; b < nb; ++b) std::copy(x + L.row(b, t) * in, x + (L.row(b, t) + 1) * in, xh.data() + b * k);
+      for (std::int64_t b = 0; b < nb; ++b) std::copy(x + L.row(b, t) * in, x + (L.row(b, t) + 1) * in, a_rows + b * lda);
     if (d.table)  // the step's table rows are scattered over a table larger than the caches: fetch them during the GEMM
       for (std::int64_t b = 0; b < nb; ++b) {
         const T* row = d.table + d.table_rows[L.row(b, t)] * d.ld_table;
         for (std::int64_t j = 0; j < 4 * h; j += 64 / static_cast<std::int64_t>(sizeof(T))) __builtin_prefetch(row + j);
       }
-    step_weights.multiply(false, nb, T(1), xh.data(), k, T(0), gstep.data(), 4 * h);  // [B, 4H] pre-activations, biases still to add
+    step_weights.multiply(false, nb, T(1), a_rows, lda, T(0), gstep.data(), 4 * h);  // [B, 4H] pre-activations, biases still to add
     for (std::int64_t b = 0; b < nb; ++b) {
       const std::int64_t r = L.row(b, t);
-      T* hb = xh.data() + b * k + in;
-      T* cb = cs.data() + b * h;
+      const T* h_in = a_rows + b * lda + in;
+      const T* c_in = save ? d.c_prev + r * ldh : cs.data() + b * h;
+      T* h_out = save && !last ? d.xh_prev + L.row(b, t_next) * ldx + in : xh.data() + b * k + in;
+      T* c_out = save && !last ? d.c_prev + L.row(b, t_next) * ldh : cs.data() + b * h;
       T* o = d.out + out_row[static_cast<std::size_t>(r)] * ldh;
-      if (save) {
-        std::copy(xh.data() + b * k, xh.data() + (b + 1) * k, d.xh_prev + r * n_dirs * k);
-        std::copy(cb, cb + h, d.c_prev + r * ldh);
-      }
       if (t >= lengths[static_cast<std::size_t>(b)]) {  // padding: the state passes through
+        if (h_out != h_in) std::copy(h_in, h_in + h, h_out);
+        if (c_out != c_in) std::copy(c_in, c_in + h, c_out);
         std::fill(o, o + h, T(0));
         continue;
       }
       T* pre = gstep.data() + b * 4 * h;
       const T* bias = d.table ? d.table + d.table_rows[r] * d.ld_table : d.bias;
-      lstm_cell_forward(h, pre, bias, save ? d.gates + r * ldg : pre, cb, hb, cb);
-      std::copy(hb, hb + h, o);
+      lstm_cell_forward(h, pre, bias, save ? d.gates + r * ldg : pre, c_in, h_out, c_out);
+      std::copy(h_out, h_out + h, o);
     }
   }
   for (std::int64_t b = 0; b < nb; ++b) {
