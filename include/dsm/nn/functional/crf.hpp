@@ -109,7 +109,7 @@ void log_matvec(std::int64_t k, const T* cur, const T* exp_trans, T tmax, T* scr
     for (std::int64_t j = 0; j < k; ++j) next[j] = m;
     return;
   }
-  for (std::int64_t i = 0; i < k; ++i) scratch[i] = std::exp(cur[i] - m);
+  DSM_SIMD for (std::int64_t i = 0; i < k; ++i) scratch[i] = math::exp(cur[i] - m);  // vectorized; libm's expf is a call per element
   for (std::int64_t i = 0; i < k; ++i) {
     const T p = scratch[i];
     if (p == T(0)) continue;
@@ -234,7 +234,8 @@ Var<T, B> crf_nll(const Var<T, B>& emissions, const Tensor<I, B>& tags, std::spa
             }
             // Unary marginals minus gold one-hots.
             for (std::int64_t t = 0; t < len; ++t) {
-              for (std::int64_t j = 0; j < k; ++j) d[t * k + j] = w * std::exp(a[t * k + j] + beta[static_cast<std::size_t>(t * k + j)] - lz);
+              const T* bt = beta.data() + t * k;
+              DSM_SIMD for (std::int64_t j = 0; j < k; ++j) d[t * k + j] = w * math::exp(a[t * k + j] + bt[j] - lz);
               d[t * k + gold(b, t)] -= w;
             }
             auto& ds = dstart[slot];
