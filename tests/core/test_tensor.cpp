@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <array>
 #include <vector>
 
 #include <dsm/dsm.hpp>
@@ -130,6 +131,29 @@ TEST_CASE("contiguous, clone, copy_ and dtype casts") {
   row.narrow(0, 1, 4).copy_(row.narrow(0, 0, 4));
   CHECK(row.to_vector() == std::vector<float>{0, 0, 1, 2, 3});
   CHECK_THROWS_WITH_AS(dst.copy_(TF::zeros({4})), "copy_: source of shape [4] cannot be broadcast to [2, 3]", dsm::shape_error);
+}
+
+TEST_CASE("a transposed matrix copies element for element at 1 and 2 threads, across tile edges and with conversion") {
+  // Sizes that are and are not multiples of the 16 x 16 tiles, a row stride larger than the rows
+  // (a transposed narrow), and a float source into a double tensor.
+  const int saved = dsm::get_num_threads();
+  for (auto [r, c] : {std::array<std::int64_t, 2>{16, 16}, {37, 50}, {300, 17}, {512, 228}}) {
+    CAPTURE(r);
+    CAPTURE(c);
+    const auto base = TF::arange(static_cast<double>((c + 3) * r)).reshape({c + 3, r});
+    const auto view = base.narrow(0, 2, c).t();  // [r, c], strides (1, r)
+    for (int threads : {1, 2}) {
+      dsm::set_num_threads(threads);
+      const auto f = view.contiguous();
+      Tensor<double> d({r, c});
+      d.copy_(view);
+      bool same = true;
+      for (std::int64_t i = 0; i < r; ++i)
+        for (std::int64_t j = 0; j < c; ++j) same = same && f(i, j) == static_cast<float>((j + 2) * r + i) && d(i, j) == static_cast<double>((j + 2) * r + i);
+      CHECK(same);
+    }
+  }
+  dsm::set_num_threads(saved);
 }
 
 TEST_CASE("element access and errors") {

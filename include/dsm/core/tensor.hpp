@@ -450,6 +450,33 @@ class Tensor {
     if (static_cast<const void*>(src.storage().get()) == static_cast<const void*>(storage_.get()) &&
         (src.offset() != offset_ || !(src.strides() == strides_) || !(src.shape() == shape_)))
       return copy_(src.clone());
+    if constexpr (std::is_same_v<B, cpu>) {
+      // A transposed matrix (a .t() view) into a contiguous one. Row by row, every element read
+      // touches another cache line, and at a power-of-two row length those lines share a few L1
+      // sets (1.7 ns an element from a [228, 512] source); 16 x 16 tiles keep the 16 source
+      // lines of a tile in L1 (0.45 ns; 32 x 32 tiles still thrash: 32 lines 2 KB apart fall in
+      // two sets).
+      if (rank() == 2 && is_contiguous() && src.shape() == shape_ && src.stride(0) == 1 && src.stride(1) != 1 && shape_[0] >= 16 && shape_[1] >= 16) {
+        const std::int64_t rows = shape_[0], cols = shape_[1], ld = src.stride(1);
+        T* dst = data();
+        const U* s = src.data();
+        constexpr std::int64_t tile = 16;
+        B::parallel_for((rows + tile - 1) / tile, 16, [=](std::int64_t b0, std::int64_t b1) {
+          for (std::int64_t i0 = b0 * tile; i0 < std::min(rows, b1 * tile); i0 += tile) {
+            const std::int64_t i1 = std::min(rows, i0 + tile);
+            for (std::int64_t j0 = 0; j0 < cols; j0 += tile) {
+              const std::int64_t j1 = std::min(cols, j0 + tile);
+              for (std::int64_t i = i0; i < i1; ++i) {
+                T* d = dst + i * cols;
+                const U* p = s + i;
+                for (std::int64_t j = j0; j < j1; ++j) d[j] = convert<T>(p[j * ld]);
+              }
+            }
+          }
+        });
+        return *this;
+      }
+    }
     const auto plan = detail::make_loop_plan<2>(shape_, {strides_, broadcast_strides(src.shape(), src.strides(), shape_)});
     T* dst = data();
     const U* s = src.data();
