@@ -49,6 +49,43 @@ TEST_CASE("linear equals PyTorch's F.linear, bmm and bf16 matmul agree") {
   for (std::int64_t i = 0; i < 3; ++i) dsm_test::check_close(c.select(0, i), dsm::matmul(ba.select(0, i), bb.select(0, i)), 1e-6, 1e-6);
 }
 
+TEST_CASE("a batched product with a shared right operand is one GEMM and equals the product of each batch") {
+  // [3, 2, 7, 9] x [9, 5]: the 42 rows are evenly spaced across batches, so the product runs as
+  // one [42, 9] x [9, 5] GEMM. The same values come from every layout that cannot be folded: a
+  // row slice (batches 8 rows apart, 7 used), transposed matrices, a right operand that differs
+  // per batch, and one broadcast over a single batch dimension.
+  dsm::Generator g{12};
+  const TF a = TF::randn({3, 2, 7, 9}, g), w = TF::randn({9, 5}, g);
+  const TD want_all = dsm::matmul(a.to<double>(), w.to<double>());
+  auto check_batches = [&](const TF& c, const TD& want) {
+    REQUIRE(c.shape() == want.shape());
+    double worst = 0;
+    const auto cv = c.to<double>().to_vector(), wv = want.to_vector();
+    for (std::size_t i = 0; i < cv.size(); ++i) worst = std::max(worst, std::abs(cv[i] - wv[i]));
+    CHECK(worst < 1e-5);
+  };
+  const TF folded = dsm::matmul(a, w);
+  check_batches(folded, want_all);
+  for (std::int64_t i = 0; i < 3; ++i)
+    for (std::int64_t j = 0; j < 2; ++j) {
+      const TD slice = want_all.select(0, i).select(0, j);  // batch (i, j) alone, in double
+      check_batches(folded.select(0, i).select(0, j), slice);
+    }
+  const TF padded = TF::randn({3, 2, 8, 9}, g);
+  padded.narrow(2, 0, 7).copy_(a);
+  check_batches(dsm::matmul(padded.narrow(2, 0, 7), w), want_all);  // batches 8 rows apart
+  const TF at = a.transpose(-1, -2).contiguous().transpose(-1, -2);  // a transposed view of each batch
+  check_batches(dsm::matmul(at, w), want_all);
+  check_batches(dsm::matmul(a, w.t().contiguous().t()), want_all);
+  const TF w_per_batch = w.expand({3, 2, 9, 5}).contiguous();
+  check_batches(dsm::matmul(a, w_per_batch), want_all);
+  const TF w_rows = TF::randn({1, 2, 9, 5}, g);  // shared over dimension 0 only
+  check_batches(dsm::matmul(a, w_rows), dsm::matmul(a.to<double>(), w_rows.to<double>()));
+  // Rows of one: [4, 1, 9] x [9, 5].
+  const TF rows1 = TF::randn({4, 1, 9}, g);
+  check_batches(dsm::matmul(rows1, w), dsm::matmul(rows1.to<double>(), w.to<double>()));
+}
+
 TEST_CASE("matmul and linear name the op and the shapes on bad input") {
   CHECK_THROWS_WITH_AS(dsm::matmul(TF::zeros({32, 512}), TF::zeros({256, 64})), "matmul: inner dimensions differ: [32, 512] x [256, 64]", dsm::shape_error);
   CHECK_THROWS_WITH_AS(dsm::matmul(TF::zeros({2, 3, 4}), TF::zeros({5, 4, 2})), "matmul: shapes [2] and [5] cannot be broadcast together", dsm::shape_error);

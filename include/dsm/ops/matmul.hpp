@@ -7,8 +7,10 @@
 // matmul follows torch.matmul: 1-D operands are promoted to matrices and the added dimension
 // removed again; leading (batch) dimensions broadcast. A 2-D operand whose rows or columns are
 // contiguous goes to GEMM as is (transposed views become the transpose flag); any other layout is
-// copied once. bf16 and f16 inputs are widened to float while the GEMM packs them, accumulate in
-// float and are rounded once at the end (an AMX/AVX-512-BF16 kernel is planned).
+// copied once. A right operand shared by every batch (x [B, T, in] times a weight) makes one GEMM
+// of all the rows when they are evenly spaced; otherwise each batch is a GEMM of its own. bf16
+// and f16 inputs are widened to float while the GEMM packs them, accumulate in float and are
+// rounded once at the end (an AMX/AVX-512-BF16 kernel is planned).
 #pragma once
 
 #include <vector>
@@ -82,8 +84,15 @@ Tensor<TC, B> matmul_acc(const Tensor<T, B>& a0, const Tensor<T, B>& b0) {
     }
     B::gemm(la.trans, lb.trans, m, n, k, TC(1), a.data() + oa, la.ld, b.data() + ob, lb.ld, TC(0), c.data() + i * m * n, n);
   };
-  if (nbatch == 1) {
-    one(0);  // one GEMM, threaded inside
+  // A right operand shared by every batch (a weight: x [B, T, in] times w^T) with the left rows
+  // evenly spaced across the batches is ONE GEMM of nbatch * m rows: B is packed once instead of
+  // once per batch, and the threads split one large product (W4's projections were 8 products of
+  // 256 rows, each packing the [512, 1536] weight).
+  bool fold = nbatch > 1 && !la->trans;
+  for (std::int64_t d = r - 1, spacing = m * la->ld; d >= 0 && fold; spacing *= batch[static_cast<int>(d)], --d)
+    fold = batch[static_cast<int>(d)] == 1 || (b.strides()[static_cast<int>(d)] == 0 && a.strides()[static_cast<int>(d)] == spacing);
+  if (nbatch == 1 || fold) {  // one GEMM, threaded inside
+    B::gemm(la->trans, lb->trans, nbatch * m, n, k, TC(1), a.data(), la->ld, b.data(), lb->ld, TC(0), c.data(), n);
   } else {
     // Many GEMMs: one per thread, each single-threaded (Eigen runs serially inside a parallel region).
     B::parallel_for(nbatch, 1, [&](std::int64_t s, std::int64_t e) {
