@@ -91,8 +91,11 @@ TEST_CASE("bf16 inputs are widened while packing and accumulate in float") {
 }
 
 TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shapes checked") {
+  // 40 x 4100 x 600 has two column blocks and three depth blocks: packed B is read block by block
+  // at its offsets, and 1 and 2 threads give the same bits.
   dsm::Generator gen(17);
-  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{32, 512, 128}, {7, 100, 400}, {1, 33, 5}}) {
+  const int saved = dsm::get_num_threads();
+  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{32, 512, 128}, {7, 100, 400}, {1, 33, 5}, {40, 4100, 600}}) {
     CAPTURE(m);
     CAPTURE(n);
     CAPTURE(k);
@@ -104,9 +107,26 @@ TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shape
     for (int rep = 0; rep < 2; ++rep) {
       const auto a = dsm::Tensor<float>::randn({m, k}, gen);
       dsm::Tensor<float> c1 = dsm::Tensor<float>::ones({m, n}), c2 = dsm::Tensor<float>::ones({m, n});
+      dsm::Tensor<float> c3 = dsm::Tensor<float>::ones({m, n}), c4 = dsm::Tensor<float>::ones({m, n});
+      dsm::set_num_threads(1);
       dsm::cpu::gemm(false, false, m, n, k, 1.5f, a.data(), k, w.data(), n, 0.5f, c1.data(), n);
       dsm::cpu::gemm_packed_b(false, m, n, k, 1.5f, a.data(), k, packed, 0.5f, c2.data(), n);
-      CHECK(c1.to_vector() == c2.to_vector());  // same kernel, same blocks: bit for bit
+      dsm::set_num_threads(2);
+      dsm::cpu::gemm(false, false, m, n, k, 1.5f, a.data(), k, w.data(), n, 0.5f, c3.data(), n);
+      dsm::cpu::gemm_packed_b(false, m, n, k, 1.5f, a.data(), k, packed, 0.5f, c4.data(), n);
+      dsm::set_num_threads(saved);
+      const auto want = c1.to_vector();  // same kernel, same blocks: bit for bit
+      CHECK(c2.to_vector() == want);
+      CHECK(c3.to_vector() == want);
+      CHECK(c4.to_vector() == want);
+      double worst = 0;  // and right: a few entries against the double product
+      for (std::int64_t i = 0; i < m; i += std::max<std::int64_t>(1, m / 5))
+        for (std::int64_t j = 0; j < n; j += std::max<std::int64_t>(1, n / 37)) {
+          double sum = 0;
+          for (std::int64_t p = 0; p < k; ++p) sum += static_cast<double>(a(i, p)) * w(p, j);
+          worst = std::max(worst, std::abs(1.5 * sum + 0.5 - want[static_cast<std::size_t>(i * n + j)]) / (1.0 + std::sqrt(static_cast<double>(k))));
+        }
+      CHECK(worst < 1e-5);
     }
   }
   const auto w = dsm::Tensor<float>::zeros({4, 8});
