@@ -66,10 +66,14 @@ TEST_CASE("a batched product with a shared right operand is one GEMM and equals 
   };
   const TF folded = dsm::matmul(a, w);
   check_batches(folded, want_all);
+  const auto a16 = a.to<dsm::bf16>(), w16 = w.to<dsm::bf16>();
+  const auto folded16 = dsm::matmul(a16, w16);
   for (std::int64_t i = 0; i < 3; ++i)
     for (std::int64_t j = 0; j < 2; ++j) {
       const TD slice = want_all.select(0, i).select(0, j);  // batch (i, j) alone, in double
       check_batches(folded.select(0, i).select(0, j), slice);
+      // bf16 operands: the folded product rounds as the batch's own 2-D product does.
+      dsm_test::check_close(folded16.select(0, i).select(0, j).to<double>(), dsm::matmul(a16.select(0, i).select(0, j), w16).to<double>(), 1e-2, 1e-2);
     }
   const TF padded = TF::randn({3, 2, 8, 9}, g);
   padded.narrow(2, 0, 7).copy_(a);
