@@ -1,6 +1,8 @@
 // Layers and losses against PyTorch (tests/reference/gen_nn.py) and gradcheck.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <dsm/dsm.hpp>
 
 #include "support/gradcheck.hpp"
@@ -19,6 +21,38 @@ constexpr auto randn = dsm_test::grad_randn;
 const dsm_test::Fixtures& fx() { return dsm_test::fixture_file("nn.txt"); }
 V leaf(const std::string& name) { return V(fx().get(name), true); }
 }  // namespace
+
+TEST_CASE("cross_entropy's float gradient equals the double one, rows split over threads, ignored rows zero") {
+  // 200 rows of 300 classes: the backward deals rows to threads in chunks (from 54 rows each) and
+  // takes the vectorized float exp; the double product is the reference.
+  dsm::Generator g{21};
+  const Tensor<float> logits = Tensor<float>::randn({200, 300}, g) * 3.0f;
+  auto target = Tensor<std::int64_t>::randint(0, 300, {200}, g);
+  for (std::int64_t i = 0; i < 200; i += 7) target.data()[i] = -100;  // ignored rows
+  const int saved = dsm::get_num_threads();
+  for (int threads : {1, 2})
+    for (const F::CrossEntropyOptions opt : {F::CrossEntropyOptions{}, F::CrossEntropyOptions{.label_smoothing = 0.1},
+                                             F::CrossEntropyOptions{.reduction = nn::Reduction::none}}) {
+      CAPTURE(threads);
+      dsm::set_num_threads(threads);
+      dsm::Var<float> xf(Tensor<float>(logits), true);
+      V xd(logits.to<double>(), true);
+      auto lf = F::cross_entropy(xf, target, opt);
+      auto ld = F::cross_entropy(xd, target, opt);
+      if (opt.reduction == nn::Reduction::none) {
+        dsm::sum(lf).backward();
+        dsm::sum(ld).backward();
+      } else {
+        lf.backward();
+        ld.backward();
+      }
+      check_close(xf.grad(), xd.grad(), 1e-5, 1e-7);
+      const auto grad = xf.grad().to_vector();
+      for (std::int64_t i = 0; i < 200; i += 7)
+        CHECK(std::all_of(grad.begin() + i * 300, grad.begin() + (i + 1) * 300, [](float v) { return v == 0.0f; }));
+    }
+  dsm::set_num_threads(saved);
+}
 
 TEST_CASE("Linear equals torch's F.linear, values and gradients") {
   nn::Linear<{.in_features = 4, .out_features = 5}, double> lin;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../../autograd/autograd.hpp"
+#include "../../expr/math.hpp"
 
 namespace dsm::nn {
 
@@ -65,24 +66,29 @@ Var<T, B> class_loss(const char* op, const Var<T, B>& input, const Tensor<I, B>&
   }
   return autograd::make_result(op, std::move(loss), {autograd::edge_of(input)},
                                [logp, t, eps, n, c, counted, o](const Tensor<T, B>& g, const std::vector<autograd::Edge>& in) {
-                                 Tensor<T, B> gx = Tensor<T, B>::zeros({n, c});
+                                 Tensor<T, B> gx({n, c});
                                  const Tensor<T, B> gc = g.contiguous();
-                                 for (std::int64_t i = 0; i < n; ++i) {
-                                   const auto k = static_cast<std::int64_t>(t.data()[i]);
-                                   if (k == o.ignore_index) continue;
-                                   double scale = static_cast<double>(o.reduction == Reduction::none ? gc.data()[i] : gc.data()[0]);
-                                   if (o.reduction == Reduction::mean) scale /= static_cast<double>(counted);
-                                   const T* lp = logp.data() + i * c;
-                                   T* out = gx.data() + i * c;
-                                   if constexpr (FromLogits) {  // d/dx of -sum(q log softmax x) = softmax(x) - q
-                                     for (std::int64_t j = 0; j < c; ++j) {
-                                       const double q = (j == k ? 1 - eps : 0.0) + eps / static_cast<double>(c);
-                                       out[j] = convert<T>(scale * (std::exp(static_cast<double>(lp[j])) - q));
+                                 // Rows in parallel, exp vectorized (math::exp for float): one exp per
+                                 // logit, scalar and serial in double, was 0.4-0.8% of a W7 step.
+                                 using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+                                 B::parallel_for(n, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(c, 1)), [&](std::int64_t r0, std::int64_t r1) {
+                                   for (std::int64_t i = r0; i < r1; ++i) {
+                                     T* out = gx.data() + i * c;
+                                     const auto k = static_cast<std::int64_t>(t.data()[i]);
+                                     if (k == o.ignore_index || !FromLogits) std::fill(out, out + c, T(0));
+                                     if (k == o.ignore_index) continue;
+                                     double scale = static_cast<double>(o.reduction == Reduction::none ? gc.data()[i] : gc.data()[0]);
+                                     if (o.reduction == Reduction::mean) scale /= static_cast<double>(counted);
+                                     if constexpr (FromLogits) {  // d/dx of -sum(q log softmax x) = softmax(x) - q, q = (1 - eps) e_k + eps / c
+                                       const T* lp = logp.data() + i * c;
+                                       const C sc = static_cast<C>(scale), smooth = static_cast<C>(scale * eps / static_cast<double>(c));
+                                       DSM_SIMD for (std::int64_t j = 0; j < c; ++j) out[j] = convert<T>(sc * math::exp(convert<C>(lp[j])) - smooth);
+                                       out[k] = convert<T>(convert<C>(out[k]) - static_cast<C>(scale * (1 - eps)));
+                                     } else {
+                                       out[k] = convert<T>(-scale);
                                      }
-                                   } else {
-                                     out[k] = convert<T>(-scale);
                                    }
-                                 }
+                                 });
                                  autograd::accumulate_input(in[0], std::move(gx));
                                });
 }
