@@ -108,6 +108,20 @@ TEST_CASE("rotary embeddings equal HuggingFace's rotate-half RoPE") {
   dsm_test::check_close(y.value(), fx().get("rope.y"), 1e-12, 1e-13);
   dsm::sum(Var<double>(y * fx().get("rope.g"))).backward();
   dsm_test::check_close(x.grad(), fx().get("rope.dx"), 1e-12, 1e-13);
+  // The cos / sin table is kept between calls with the same positions and sizes: calls with
+  // other offsets, lengths, widths and theta in between must not read a stale one.
+  const auto first = y.value().to_vector();
+  const auto other_offset = F::rotary(x, 4).value().to_vector();
+  CHECK(other_offset != first);
+  const Var<double> longer(dsm::Tensor<double>::randn({2, 9, x.size(-1)}));
+  const Var<double> wider(dsm::Tensor<double>::randn({2, x.size(-2), x.size(-1) + 2}));
+  const auto y_longer = F::rotary(longer, 3).value();
+  (void)F::rotary(wider, 3);
+  (void)F::rotary(x, 3, 500.0);
+  CHECK(F::rotary(x, 3).value().to_vector() == first);
+  // Shifting the sequence by one position is rotating from offset 4 instead of 3.
+  const Var<double> shifted(longer.value().narrow(1, 1, 8).contiguous());
+  dsm_test::check_close(F::rotary(shifted, 4).value(), y_longer.narrow(1, 1, 8), 1e-12, 1e-12);
 }
 
 TEST_CASE("MultiheadAttention equals PyTorch: GQA + RoPE causal self-attention, and cross-attention") {
