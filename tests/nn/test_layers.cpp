@@ -52,6 +52,13 @@ TEST_CASE("cross_entropy's float gradient equals the double one, rows split over
         CHECK(std::all_of(grad.begin() + i * 300, grad.begin() + (i + 1) * 300, [](float v) { return v == 0.0f; }));
     }
   dsm::set_num_threads(saved);
+  // bf16 logits with a confident target (p = 0.99899): its gradient p - 1 is computed before the
+  // rounding to bf16, which would make p 1 and the gradient 0.
+  dsm::Var<dsm::bf16> xb(Tensor<float>::from({8.f, 0.f, 0.f, 0.f}).reshape({1, 4}).to<dsm::bf16>(), true);
+  F::cross_entropy(xb, Tensor<std::int64_t>::from({0})).backward();
+  const double p = std::exp(8.0) / (std::exp(8.0) + 3.0);
+  const double g0 = xb.grad().to<float>().to_vector()[0];
+  CHECK(std::abs(g0 - (p - 1)) < 0.02 * (1 - p));  // within 2% (bf16 keeps 8 bits)
 }
 
 TEST_CASE("Linear equals torch's F.linear, values and gradients") {
