@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <vector>
 
-extern "C" void run_a(int threads, int n, double (*times)[3]);
-extern "C" void run_b(int threads, int n, double (*times)[3]);
+extern "C" void run_a(int threads, int n, double* times);
+extern "C" void run_b(int threads, int n, double* times);
 
 namespace {
 double quantile(std::vector<double> v, double p) {
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: ab <threads >= 1> <rounds >= 1> <steps per round >= 1>\n");
     return 2;
   }
-  std::vector<double[3]> times(static_cast<std::size_t>(std::max(steps, 2)));
+  std::vector<double> times(static_cast<std::size_t>(3 * std::max(steps, 2)));
   run_a(threads, 2, times.data());  // warm-up: allocations, optimizer state, caches
   run_b(threads, 2, times.data());
   std::vector<double> phase[2][3];
@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     for (int v = 0; v < 2; ++v) {
       (v == 0 ? run_a : run_b)(threads, steps, times.data());
       for (int i = 0; i < steps; ++i)
-        for (int p = 0; p < 3; ++p) phase[v][p].push_back(times[static_cast<std::size_t>(i)][p]);
+        for (int p = 0; p < 3; ++p) phase[v][p].push_back(times[static_cast<std::size_t>(3 * i + p)]);
     }
   std::printf("ms per step, %d thread(s), %d steps each   forward (p10, median)   backward (p10, median)   step (p10, median)\n", threads, rounds * steps);
   for (int v = 0; v < 2; ++v)

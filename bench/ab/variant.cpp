@@ -100,8 +100,8 @@ std::unique_ptr<Step> state;
 
 }  // namespace
 
-/// Runs n steps on `threads` threads; times[i] = {forward, backward, whole step} in ms.
-extern "C" void AB_CAT(run_, VARIANT)(int threads, int n, double (*times)[3]) {
+/// Runs n steps on `threads` threads; times[3i .. 3i+2] = forward, backward, whole step of step i in ms.
+extern "C" void AB_CAT(run_, VARIANT)(int threads, int n, double* times) {
   dsm::set_num_threads(threads);
   if (!state) state = std::make_unique<Step>();
   using clock = std::chrono::steady_clock;
@@ -114,8 +114,8 @@ extern "C" void AB_CAT(run_, VARIANT)(int threads, int n, double (*times)[3]) {
     const auto t2 = clock::now();
     state->update();
     const auto t3 = clock::now();
-    times[i][0] = ms(t0, t1);
-    times[i][1] = ms(t1, t2);
-    times[i][2] = ms(t0, t3);
+    times[3 * i] = ms(t0, t1);
+    times[3 * i + 1] = ms(t1, t2);
+    times[3 * i + 2] = ms(t0, t3);
   }
 }
