@@ -31,3 +31,8 @@
 #include "io/io.hpp"
 #include "models/transformer.hpp"
 #include "models/tagger.hpp"
+
+// Linked with dsm::precompiled: its instantiations are declared extern (see precompiled.hpp).
+#if defined(DSM_PRECOMPILED) && DSM_PRECOMPILED
+#include "precompiled.hpp"
+#endif
