@@ -26,6 +26,37 @@ TEST_CASE("math::exp for float is within about 1 ulp of the exact value over the
   CHECK(worst < 1.25);
 }
 
+TEST_CASE("math::exp_nonpositive equals math::exp's accuracy from -87.33 to 88, and is 0 below FLT_MIN") {
+  double worst = 0;
+  std::int64_t checked = 0, flushed = 0;
+  for (std::uint32_t u = 0; u < 0xffffffffu - 9973u; u += 9973u) {  // both signs, the same sample as above
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    if (!(x > -104.f && x < 88.f)) continue;
+    const double exact = std::exp(static_cast<double>(x));
+    const float got = dsm::math::exp_nonpositive(x);
+    if (exact < std::numeric_limits<float>::min()) {  // math::exp gives the subnormal; this one 0 or FLT_MIN's neighbourhood
+      flushed += got == 0.f;
+      CHECK(got <= std::numeric_limits<float>::min() * 1.0001f);
+      continue;
+    }
+    const float nearest = static_cast<float>(exact);
+    worst = std::max(worst, std::abs(got - exact) / (std::nextafter(nearest, INFINITY) - nearest));
+    ++checked;
+  }
+  CHECK(checked > 200000);
+  CHECK(flushed > 0);
+  CHECK(worst < 1.25);
+  CHECK(dsm::math::exp_nonpositive(0.f) == 1.f);
+  CHECK(dsm::math::exp_nonpositive(-0.f) == 1.f);
+  CHECK(dsm::math::exp_nonpositive(-INFINITY) == 0.f);  // a masked score
+  CHECK(dsm::math::exp_nonpositive(-88.f) == 0.f);
+  CHECK(dsm::math::exp_nonpositive(-87.3f) == doctest::Approx(std::exp(static_cast<double>(-87.3f))).scale(0).epsilon(1e-6));
+  CHECK(std::isnan(dsm::math::exp_nonpositive(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(dsm::math::exp_nonpositive(-std::numeric_limits<float>::quiet_NaN())));  // x86's default NaN has the sign bit
+  CHECK(dsm::math::exp_nonpositive(-1.0) == std::exp(-1.0));  // double goes to std::exp
+}
+
 TEST_CASE("math::exp handles NaN, infinities, overflow and underflow as IEEE expf") {
   CHECK(std::isnan(dsm::math::exp(std::numeric_limits<float>::quiet_NaN())));
   CHECK(dsm::math::exp(INFINITY) == INFINITY);

@@ -7,6 +7,9 @@
 // to about 1 ulp over the whole float range (0.92 ulp with FMA contraction, 1.08 without), with IEEE behaviour at NaN, +-inf, overflow and
 // underflow (subnormal results included). Other types and device code use the standard functions.
 //
+// exp_nonpositive is exp for the x <= 0 of probabilities in log space (softmax, log-softmax,
+// the CRF): without overflow and subnormal handling, a third fewer operations, 0 below FLT_MIN.
+//
 // fast_tanh and fast_sigmoid trade accuracy (5 ulp; 3e-7 absolute) for speed: one rational
 // function each, for the gates of recurrent cells.
 //
@@ -60,6 +63,40 @@ DSM_HOST_DEVICE DSM_ALWAYS_INLINE T exp(T x) {
     // NaN in, NaN out: a bit mask rather than a branch, so y is computed unconditionally.
     const std::uint32_t nan_mask = 0u - static_cast<std::uint32_t>((xi & 0x7fffffff) > 0x7f800000);
     return detail::bits_float((static_cast<std::uint32_t>(xi) & nan_mask) | (detail::float_bits(y) & ~nan_mask));
+  }
+}
+
+/// e^x for the x <= 0 of probabilities in log space (softmax's x - max, log-softmax outputs,
+/// the CRF's log-marginals): math::exp without its overflow and subnormal handling, about a
+/// third fewer operations. Within 1 ulp like math::exp from x = -87.33 up to x = 88 (a rounding
+/// error above 0 is fine); below -87.33, where e^x < FLT_MIN, it returns 0 (math::exp returns
+/// the subnormal), so -inf gives 0. NaN stays NaN. Past 88 the result is wrong: use math::exp.
+template <class T>
+DSM_HOST_DEVICE DSM_ALWAYS_INLINE T exp_nonpositive(T x) {
+  if constexpr (!std::is_same_v<T, float> || DSM_IN_DEVICE_CODE) {
+    return std::exp(x);
+  } else {
+    // As unsigned integers, floats from +0 up are below those with the sign bit, and negative
+    // floats order by magnitude: one unsigned min clamps x below -87.33 (and -inf) to it.
+    const std::uint32_t xi = detail::float_bits(x);
+    constexpr std::uint32_t lo_bits = 0xc2aeac4fu;  // -87.3365f
+    const float xc = detail::bits_float(std::min(xi, lo_bits));
+    const float t = xc * 1.44269504088896341f;
+    const float n = (t + 12582912.0f) - 12582912.0f;
+    const float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    // n >= -126 here: 2^n is one normal power of two.
+    const float y = p * detail::bits_float(static_cast<std::uint32_t>(static_cast<std::int32_t>(n) + 127) << 23);
+    const std::uint32_t in_range = 0u - static_cast<std::uint32_t>(xi <= lo_bits);
+    const std::uint32_t nan_mask = 0u - static_cast<std::uint32_t>((xi & 0x7fffffffu) > 0x7f800000u);
+    return detail::bits_float((detail::float_bits(y) & in_range & ~nan_mask) | (xi & nan_mask));
   }
 }
 

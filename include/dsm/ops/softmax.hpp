@@ -35,13 +35,13 @@ Tensor<T, B> softmax_impl(const char* op, const Tensor<T, B>& x, std::int64_t di
       C m = -std::numeric_limits<C>::infinity();
       for (std::int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<C>(p[j]));
       double s = 0;  // summed in double: a long row of float terms loses digits otherwise
-      for (std::int64_t j = 0; j < n; ++j) s += math::exp(static_cast<C>(p[j]) - m);
+      for (std::int64_t j = 0; j < n; ++j) s += math::exp_nonpositive(static_cast<C>(p[j]) - m);
       if constexpr (Log) {
         const C lse = m + static_cast<C>(std::log(s));
         for (std::int64_t j = 0; j < n; ++j) q[j] = convert<T>(static_cast<C>(p[j]) - lse);
       } else {
         const C inv = static_cast<C>(1.0 / s);
-        for (std::int64_t j = 0; j < n; ++j) q[j] = convert<T>(math::exp(static_cast<C>(p[j]) - m) * inv);
+        for (std::int64_t j = 0; j < n; ++j) q[j] = convert<T>(math::exp_nonpositive(static_cast<C>(p[j]) - m) * inv);
       }
     }
   });

@@ -189,8 +189,8 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                 std::fill(sr, sr + cols, T(0));
                 continue;
               }
-              const T alpha = math::exp(m[static_cast<std::size_t>(r)] - mx);  // rescales what came before
-              DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) sr[c] = math::exp(sr[c] - mx);  // vector exp (float)
+              const T alpha = math::exp_nonpositive(m[static_cast<std::size_t>(r)] - mx);  // rescales what came before
+              DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) sr[c] = math::exp_nonpositive(sr[c] - mx);  // vector exp (float)
               T sum = 0;
               DSM_SIMD_REDUCE(+, sum) for (std::int64_t c = 0; c < cols; ++c) sum += sr[c];
               l[static_cast<std::size_t>(r)] = l[static_cast<std::size_t>(r)] * alpha + sum;
@@ -269,7 +269,7 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                   for (std::int64_t r = 0; r < rows; ++r) {
                     T* pr = p.data() + r * cols;
                     const T lse_r = lp[i0 + r];
-                    DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) pr[c] = math::exp(pr[c] - lse_r);
+                    DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) pr[c] = math::exp_nonpositive(pr[c] - lse_r);
                   }
                   do_blocks[ib].multiply(true, cols, T(1), p.data(), cols, T(1), dvp + j0 * sh.dv, sh.dv);   // dV += P^T dO
                   vt_blocks[jb].multiply(false, rows, T(1), gp + i0 * sh.dv, sh.dv, T(0), dp.data(), cols);  // dP = dO V^T

@@ -109,7 +109,7 @@ void log_matvec(std::int64_t k, const T* cur, const T* exp_trans, T tmax, T* scr
     for (std::int64_t j = 0; j < k; ++j) next[j] = m;
     return;
   }
-  DSM_SIMD for (std::int64_t i = 0; i < k; ++i) scratch[i] = math::exp(cur[i] - m);  // vectorized; libm's expf is a call per element
+  DSM_SIMD for (std::int64_t i = 0; i < k; ++i) scratch[i] = math::exp_nonpositive(cur[i] - m);  // vectorized; libm's expf is a call per element
   for (std::int64_t i = 0; i < k; ++i) {
     const T p = scratch[i];
     if (p == T(0)) continue;
@@ -235,7 +235,7 @@ Var<T, B> crf_nll(const Var<T, B>& emissions, const Tensor<I, B>& tags, std::spa
             // Unary marginals minus gold one-hots.
             for (std::int64_t t = 0; t < len; ++t) {
               const T* bt = beta.data() + t * k;
-              DSM_SIMD for (std::int64_t j = 0; j < k; ++j) d[t * k + j] = w * math::exp(a[t * k + j] + bt[j] - lz);
+              DSM_SIMD for (std::int64_t j = 0; j < k; ++j) d[t * k + j] = w * math::exp_nonpositive(a[t * k + j] + bt[j] - lz);
               d[t * k + gold(b, t)] -= w;
             }
             auto& ds = dstart[slot];
@@ -253,7 +253,7 @@ Var<T, B> crf_nll(const Var<T, B>& emissions, const Tensor<I, B>& tags, std::spa
                 if (ai == -std::numeric_limits<T>::infinity()) continue;
                 const T* tr = tab.trans.data() + i * k;
                 T* out = dt.data() + i * k;
-                DSM_SIMD for (std::int64_t j = 0; j < k; ++j) out[j] += w * math::exp(ai + tr[j] + cur[static_cast<std::size_t>(j)]);
+                DSM_SIMD for (std::int64_t j = 0; j < k; ++j) out[j] += w * math::exp_nonpositive(ai + tr[j] + cur[static_cast<std::size_t>(j)]);
               }
               dt[static_cast<std::size_t>(gold(b, t - 1) * k + gold(b, t))] -= w;
             }

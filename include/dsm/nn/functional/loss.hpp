@@ -82,10 +82,10 @@ Var<T, B> class_loss(const char* op, const Var<T, B>& input, const Tensor<I, B>&
                                      if constexpr (FromLogits) {  // d/dx of -sum(q log softmax x) = softmax(x) - q, q = (1 - eps) e_k + eps / c
                                        const T* lp = logp.data() + i * c;
                                        const C sc = static_cast<C>(scale), smooth = static_cast<C>(scale * eps / static_cast<double>(c));
-                                       DSM_SIMD for (std::int64_t j = 0; j < c; ++j) out[j] = convert<T>(sc * math::exp(convert<C>(lp[j])) - smooth);
+                                       DSM_SIMD for (std::int64_t j = 0; j < c; ++j) out[j] = convert<T>(sc * math::exp_nonpositive(convert<C>(lp[j])) - smooth);
                                        // The target's p - (1 - eps) before scaling and rounding: p near 1
                                        // would cancel in a value already rounded to T (bf16: to 0).
-                                       out[k] = convert<T>(sc * (math::exp(convert<C>(lp[k])) - static_cast<C>(1 - eps)) - smooth);
+                                       out[k] = convert<T>(sc * (math::exp_nonpositive(convert<C>(lp[k])) - static_cast<C>(1 - eps)) - smooth);
                                      } else {
                                        out[k] = convert<T>(-scale);
                                      }
