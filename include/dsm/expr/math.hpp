@@ -26,6 +26,32 @@
 
 namespace dsm::math {
 
+namespace detail {
+using dsm::detail::bits_float;
+using dsm::detail::float_bits;
+
+/// e^x = 2^n * p for x in float's exponent range: x = n ln2 + r with |r| <= ln2 / 2 (n rounded to
+/// nearest by the 1.5 * 2^23 trick, ln2 split hi / lo), p = e^r by its Taylor series to r^7
+/// (truncation error below 1e-8 on |r| <= 0.347). Shared by exp and exp_nonpositive.
+struct ExpParts {
+  float n, p;
+};
+DSM_HOST_DEVICE DSM_ALWAYS_INLINE ExpParts exp_parts(float x) {
+  const float t = x * 1.44269504088896341f;
+  const float n = (t + 12582912.0f) - 12582912.0f;
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  return {n, p};
+}
+}  // namespace detail
+
 /// e^x for float in vectorizable form; other types forward to std::exp.
 template <class T>
 DSM_HOST_DEVICE DSM_ALWAYS_INLINE T exp(T x) {
@@ -41,19 +67,7 @@ DSM_HOST_DEVICE DSM_ALWAYS_INLINE T exp(T x) {
     constexpr std::int32_t hi_key = 0x42b20000;                                              // 89.0f
     const std::int32_t kc = std::min(std::max(key, lo_key), hi_key);
     const float xc = detail::bits_float(static_cast<std::uint32_t>(kc ^ ((kc >> 31) & 0x7fffffff)));
-    // x = n ln2 + r with |r| <= ln2 / 2; n rounded to nearest by the 1.5 * 2^23 trick.
-    const float t = xc * 1.44269504088896341f;
-    const float n = (t + 12582912.0f) - 12582912.0f;
-    const float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;  // ln2 split hi/lo
-    // e^r by its Taylor series to r^7 (truncation error below 1e-8 on |r| <= 0.347).
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const auto [n, p] = detail::exp_parts(xc);
     // 2^n as two normal powers of two, so n down to -150 gives subnormal results correctly.
     const auto ni = static_cast<std::int32_t>(n);
     const std::int32_t n1 = ni >> 1, n2 = ni - n1;
@@ -80,18 +94,7 @@ DSM_HOST_DEVICE DSM_ALWAYS_INLINE T exp_nonpositive(T x) {
     // floats order by magnitude: one unsigned min clamps x below -87.33 (and -inf) to it.
     const std::uint32_t xi = detail::float_bits(x);
     constexpr std::uint32_t lo_bits = 0xc2aeac4fu;  // -87.3365f
-    const float xc = detail::bits_float(std::min(xi, lo_bits));
-    const float t = xc * 1.44269504088896341f;
-    const float n = (t + 12582912.0f) - 12582912.0f;
-    const float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const auto [n, p] = detail::exp_parts(detail::bits_float(std::min(xi, lo_bits)));
     // n >= -126 here: 2^n is one normal power of two.
     const float y = p * detail::bits_float(static_cast<std::uint32_t>(static_cast<std::int32_t>(n) + 127) << 23);
     const std::uint32_t in_range = 0u - static_cast<std::uint32_t>(xi <= lo_bits);
