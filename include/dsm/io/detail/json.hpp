@@ -21,12 +21,28 @@ struct Value {
   std::vector<Value> items;                           // array
   std::vector<std::pair<std::string, Value>> members; // object, in file order
 
+  // Declared here, defaulted below: members' element type, std::pair<std::string, Value>, needs
+  // Value complete, which it is only after the class (Clang with libstdc++ instantiates the
+  // vector's destructor at the implicit declarations otherwise).
+  Value();
+  Value(const Value&);
+  Value(Value&&) noexcept;
+  Value& operator=(const Value&);
+  Value& operator=(Value&&) noexcept;
+  ~Value();
+
   const Value* find(std::string_view key) const {
     for (const auto& [k, v] : members)
       if (k == key) return &v;
     return nullptr;
   }
 };
+inline Value::Value() = default;
+inline Value::Value(const Value&) = default;
+inline Value::Value(Value&&) noexcept = default;
+inline Value& Value::operator=(const Value&) = default;
+inline Value& Value::operator=(Value&&) noexcept = default;
+inline Value::~Value() = default;
 
 /// Thrown by parse(); the caller turns it into a dsm::io_error naming the file.
 struct ParseError {
