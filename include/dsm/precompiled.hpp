@@ -3,7 +3,8 @@
 // dsm stays header-only; this is an optional build of it. The CMake target dsm::precompiled is a
 // static library holding explicit instantiations of the CPU code a model spends its compile time
 // on (GEMM, matmul, reductions, attention, LSTM, CRF, the MoE layer's parts, the optimizers, the
-// configuration-independent parts of the models), for float, plus the generic ops for bf16. It
+// configuration-independent parts of the models, and modules and models configured at run time),
+// for float, plus the generic ops for bf16. It
 // defines DSM_PRECOMPILED for its users, and then <dsm/dsm.hpp> ends by declaring those
 // instantiations `extern template`: a user's TU neither instantiates nor optimizes them and links
 // the library's copies instead. A training step of the W7 model compiles in about half the time.
