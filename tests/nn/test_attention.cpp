@@ -90,6 +90,39 @@ TEST_CASE("flash_attention equals the plain kernel in float on random shapes, gr
   }
 }
 
+TEST_CASE("flash_attention and rotary read split heads where they lie and answer in their layout") {
+  // Heads split from a projection's [B, T, H * D] output are time-major [B, H, T, D] views. The
+  // kernels must give exactly what they give on contiguous copies, and outputs and gradients must
+  // come back time-major, so that merging the heads is a view.
+  dsm::Generator gen(11);
+  const Var<float> xq(Tensor<float>::randn({2, 97, 4 * 16}, gen), true), xk(Tensor<float>::randn({2, 70, 2 * 16}, gen), true),
+      xv(Tensor<float>::randn({2, 70, 2 * 12}, gen), true);
+  const auto heads = [](const Var<float>& x, std::int64_t n) { return x.view({x.size(0), x.size(1), n, x.size(2) / n}).transpose(1, 2); };
+  const Var<float> q = heads(xq, 4), k = heads(xk, 2), v = heads(xv, 2);
+  const Var<float> qc(q.value().contiguous(), true), kc(k.value().contiguous(), true), vc(v.value().contiguous(), true);
+  REQUIRE_FALSE(q.value().is_contiguous());
+  const Var<float> r(Tensor<float>::randn({2, 4, 97, 12}, gen));
+  F::AttentionOptions o;
+  o.causal = true;
+  const Var<float> out = F::flash_attention(F::rotary(q, 2), F::rotary(k, 2), v, o);
+  const Var<float> ref = F::flash_attention(F::rotary(qc, 2), F::rotary(kc, 2), vc, o);
+  CHECK(out.value().transpose(1, 2).is_contiguous());  // time-major, like q
+  CHECK(ref.value().is_contiguous());
+  CHECK(out.value().contiguous().to_vector() == ref.value().to_vector());
+  CHECK(F::rotary(q, 2).value().transpose(1, 2).is_contiguous());
+  dsm::sum(out * r).backward();
+  dsm::sum(ref * r).backward();
+  // The leaves' gradients are [B, T, H * D]; the reference's, [B, H, T, D].
+  const auto as_time_major = [](const Tensor<float>& g) { return g.transpose(1, 2).contiguous().to_vector(); };
+  CHECK(xq.grad().to_vector() == as_time_major(qc.grad()));
+  CHECK(xk.grad().to_vector() == as_time_major(kc.grad()));
+  CHECK(xv.grad().to_vector() == as_time_major(vc.grad()));
+  // A last dimension that is not contiguous ([B, H, D, T] storage) is read through a copy.
+  const Var<float> kt(kc.value().transpose(2, 3).contiguous().transpose(2, 3));
+  REQUIRE(kt.value().stride(3) != 1);
+  CHECK(F::flash_attention(qc, kt, vc, o).value().to_vector() == F::flash_attention(qc, kc, vc, o).value().to_vector());
+}
+
 TEST_CASE("attention gradcheck: plain and flash, GQA with causal and padding masks, rotary") {
   F::AttentionOptions o;
   o.causal = true;

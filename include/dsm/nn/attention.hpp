@@ -167,8 +167,11 @@ class MultiheadAttention : public Module, public ConfigHolder<AttentionConfig, C
     if (x.rank() != 3 || x.size(2) != config().d_model)
       fail<shape_error>("MultiheadAttention", what, " of shape ", x.shape(), " must be [batch, time, ", config().d_model, "]");
   }
+  // Heads stay where the projection wrote them: [B, H, T, Dh] views of [B, T, H * Dh] (time-major).
+  // Rotary and flash attention read such views in place and return (and give gradients) in the
+  // same layout, so merging the heads back is a view too, forward and backward.
   Var<T, B> split_heads(const Var<T, B>& x, std::int64_t n) const {  // [B, T, n * Dh] -> [B, n, T, Dh]
-    return x.view({x.size(0), x.size(1), n, head_dim()}).transpose(1, 2).contiguous();
+    return x.view({x.size(0), x.size(1), n, head_dim()}).transpose(1, 2);
   }
   Var<T, B> merge_heads(const Var<T, B>& x) const {  // [B, H, T, Dh] -> [B, T, H * Dh]
     return x.transpose(1, 2).reshape({x.size(0), x.size(2), config().d_model});

@@ -116,6 +116,39 @@ namespace detail {
 
 constexpr std::int64_t flash_block = 64;
 
+/// The rows of a [B, H, T, D] operand whose D elements are contiguous: row (b, h, t) starts at
+/// head(b, h) + t * st. Heads split from a projection's [B, T, H * D] output are such a view
+/// (st = H * D), read where they lie instead of copied to [B, H, T, D] order.
+template <class P>
+struct HeadRows {
+  P* data;
+  std::int64_t sb, sh, st;
+  P* head(std::int64_t b, std::int64_t h) const { return data + b * sb + h * sh; }
+};
+template <class T, class B>
+HeadRows<T> head_rows(const Tensor<T, B>& x) {
+  return {x.data(), x.stride(0), x.stride(1), x.stride(2)};
+}
+/// x itself when its last dimension has unit stride (any other layout the kernel can index), else a copy.
+template <class T, class B>
+Tensor<T, B> unit_inner(const Tensor<T, B>& x) {
+  return x.stride(3) == 1 || x.size(3) == 1 ? x : x.contiguous();
+}
+/// Whether x [B, H, T, D] lies time-major, as [B, T, H, D] contiguous: split projections do.
+template <class T, class B>
+bool time_major(const Tensor<T, B>& x) {
+  return !x.is_contiguous() && x.transpose(1, 2).is_contiguous();
+}
+/// A new [B, H, T, D] tensor (zeroed when `zero`), laid out time-major when `time_major`: outputs
+/// and gradients take the layout of the operand they belong to, so split heads merge back into
+/// [B, T, H * D] without a copy.
+template <class T, class B>
+Tensor<T, B> new_heads(std::int64_t batch, std::int64_t heads, std::int64_t time, std::int64_t d, bool time_major, bool zero) {
+  Tensor<T, B> t = time_major ? Tensor<T, B>({batch, time, heads, d}) : Tensor<T, B>({batch, heads, time, d});
+  if (zero) t.fill_(T(0));
+  return time_major ? t.transpose(1, 2) : t;
+}
+
 /// Applies the causal and padding masks of one [rows, cols] score block (as -inf).
 template <class T>
 void mask_block(T* s, std::int64_t rows, std::int64_t cols, std::int64_t i0, std::int64_t j0, const AttentionShape& sh, bool causal, const bool* pad) {
@@ -141,9 +174,10 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
   const auto sh = detail::check_attention("flash_attention", q, k, v, o);
   if (o.dropout_p > 0 && o.training) fail<config_error>("flash_attention", "attention dropout needs the plain attention(); got dropout_p ", o.dropout_p);
   const T scale = static_cast<T>(detail::attention_scale(o, sh.d));
-  const Tensor<T, B> qv = q.value().contiguous(), kv = k.value().contiguous(), vv = v.value().contiguous();
+  const Tensor<T, B> qv = detail::unit_inner(q.value()), kv = detail::unit_inner(k.value()), vv = detail::unit_inner(v.value());
   const Tensor<bool> pad = o.key_padding_mask.defined() ? o.key_padding_mask.contiguous() : Tensor<bool>();
-  Tensor<T, B> out({sh.batch, sh.heads, sh.tq, sh.dv});
+  Tensor<T, B> out = detail::new_heads<T, B>(sh.batch, sh.heads, sh.tq, sh.dv, detail::time_major(qv), false);  // every row is written
+  const auto Q = detail::head_rows(qv), K = detail::head_rows(kv), V = detail::head_rows(vv), O = detail::head_rows(out);
   Tensor<T, B> lse({sh.batch, sh.heads, sh.tq});  // log-sum-exp of each query row's scores
   constexpr std::int64_t bs = detail::flash_block;
   const bool causal = o.causal;
@@ -157,19 +191,19 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
     std::vector<dsm::detail::ReusedOperand<T, B>> kt_blocks, v_blocks;
     for (std::int64_t bk = begin; bk < end; ++bk) {
       const std::int64_t b = bk / sh.kv_heads, kh = bk % sh.kv_heads;
-      const T* kp = kv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.d;
-      const T* vp = vv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.dv;
+      const T* kp = K.head(b, kh);
+      const T* vp = V.head(b, kh);
       const bool* padp = pad.defined() ? pad.data() + b * sh.tk : nullptr;
       kt_blocks.clear();
       v_blocks.clear();
       for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
         const std::int64_t cols = std::min(bs, sh.tk - j0);
-        kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * sh.d, sh.d, reuse_kv);
-        v_blocks.emplace_back(false, cols, sh.dv, vp + j0 * sh.dv, sh.dv, reuse_kv);
+        kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * K.st, K.st, reuse_kv);
+        v_blocks.emplace_back(false, cols, sh.dv, vp + j0 * V.st, V.st, reuse_kv);
       }
       for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
-        const T* qp = qv.data() + (b * sh.heads + h) * sh.tq * sh.d;
-        T* op = out.data() + (b * sh.heads + h) * sh.tq * sh.dv;
+        const T* qp = Q.head(b, h);
+        T* op = O.head(b, h);
         T* lp = lse.data() + (b * sh.heads + h) * sh.tq;
         for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
           const std::int64_t rows = std::min(bs, sh.tq - i0);
@@ -179,7 +213,7 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
           const std::int64_t last_key = causal ? std::min(sh.tk - 1, i0 + rows - 1 + sh.tk - sh.tq) : sh.tk - 1;
           for (std::int64_t j0 = 0; j0 <= last_key; j0 += bs) {
             const std::int64_t cols = std::min(bs, sh.tk - j0);
-            kt_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, scale, qp + i0 * sh.d, sh.d, T(0), s.data(), cols);  // Q K^T
+            kt_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, scale, qp + i0 * Q.st, Q.st, T(0), s.data(), cols);  // Q K^T
             detail::mask_block(s.data(), rows, cols, i0, j0, sh, causal, padp);
             for (std::int64_t r = 0; r < rows; ++r) {
               T* sr = s.data() + r * cols;
@@ -203,7 +237,9 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
           for (std::int64_t r = 0; r < rows; ++r) {
             const T lr = l[static_cast<std::size_t>(r)];
             const T inv = lr > 0 ? T(1) / lr : T(0);
-            for (std::int64_t c = 0; c < sh.dv; ++c) op[(i0 + r) * sh.dv + c] = acc[static_cast<std::size_t>(r * sh.dv + c)] * inv;
+            T* orow = op + (i0 + r) * O.st;
+            const T* ar = acc.data() + r * sh.dv;
+            DSM_SIMD for (std::int64_t c = 0; c < sh.dv; ++c) orow[c] = ar[c] * inv;
             // +inf for an empty row makes exp(s - lse) = 0 in backward
             lp[i0 + r] = lr > 0 ? m[static_cast<std::size_t>(r)] + std::log(lr) : std::numeric_limits<T>::infinity();
           }
@@ -215,8 +251,14 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
   return autograd::make_result(
       "flash_attention", out, {autograd::edge_of(q), autograd::edge_of(k), autograd::edge_of(v)},
       [qv, kv, vv, out, lse, pad, sh, scale, causal](const Tensor<T, B>& g0, const std::vector<autograd::Edge>& in) {
-        const Tensor<T, B> dout = g0.contiguous();
-        Tensor<T, B> dq = Tensor<T, B>::zeros(qv.shape()), dk = Tensor<T, B>::zeros(kv.shape()), dvv = Tensor<T, B>::zeros(vv.shape());
+        const Tensor<T, B> dout = detail::unit_inner(g0);
+        // Each gradient laid out like its input, so that a time-major q, k or v (split heads) gets
+        // a time-major gradient, which reshapes back to [B, T, H * D] without a copy.
+        Tensor<T, B> dq = detail::new_heads<T, B>(sh.batch, sh.heads, sh.tq, sh.d, detail::time_major(qv), true);
+        Tensor<T, B> dk = detail::new_heads<T, B>(sh.batch, sh.kv_heads, sh.tk, sh.d, detail::time_major(kv), true);
+        Tensor<T, B> dvv = detail::new_heads<T, B>(sh.batch, sh.kv_heads, sh.tk, sh.dv, detail::time_major(vv), true);
+        const auto Q = detail::head_rows(qv), K = detail::head_rows(kv), V = detail::head_rows(vv), O = detail::head_rows(out), G = detail::head_rows(dout);
+        const auto dQ = detail::head_rows(dq), dK = detail::head_rows(dk), dV = detail::head_rows(dvv);
         constexpr std::int64_t bs = detail::flash_block;
         // Every block operand on the right of a product is packed once per head (Q, dO) or per
         // (batch, kv head) (K, K^T, V^T) when there are several blocks each way to reuse it;
@@ -227,35 +269,35 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
           std::vector<dsm::detail::ReusedOperand<T, B>> kt_blocks, k_blocks, vt_blocks, q_blocks, do_blocks;
           for (std::int64_t bk = begin; bk < end; ++bk) {
             const std::int64_t b = bk / sh.kv_heads, kh = bk % sh.kv_heads;
-            const T* kp = kv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.d;
-            const T* vp = vv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.dv;
-            T* dkp = dk.data() + (b * sh.kv_heads + kh) * sh.tk * sh.d;
-            T* dvp = dvv.data() + (b * sh.kv_heads + kh) * sh.tk * sh.dv;
+            const T* kp = K.head(b, kh);
+            const T* vp = V.head(b, kh);
+            T* dkp = dK.head(b, kh);
+            T* dvp = dV.head(b, kh);
             const bool* padp = pad.defined() ? pad.data() + b * sh.tk : nullptr;
             kt_blocks.clear();
             k_blocks.clear();
             vt_blocks.clear();
             for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
               const std::int64_t cols = std::min(bs, sh.tk - j0);
-              kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * sh.d, sh.d, reuse);     // S = Q K^T
-              k_blocks.emplace_back(false, cols, sh.d, kp + j0 * sh.d, sh.d, reuse);     // dQ += dS K
-              vt_blocks.emplace_back(true, sh.dv, cols, vp + j0 * sh.dv, sh.dv, reuse);  // dP = dO V^T
+              kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * K.st, K.st, reuse);     // S = Q K^T
+              k_blocks.emplace_back(false, cols, sh.d, kp + j0 * K.st, K.st, reuse);     // dQ += dS K
+              vt_blocks.emplace_back(true, sh.dv, cols, vp + j0 * V.st, V.st, reuse);  // dP = dO V^T
             }
             for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
-              const std::int64_t qh = (b * sh.heads + h);
-              const T *qp = qv.data() + qh * sh.tq * sh.d, *op = out.data() + qh * sh.tq * sh.dv, *gp = dout.data() + qh * sh.tq * sh.dv;
-              const T* lp = lse.data() + qh * sh.tq;
-              T* dqp = dq.data() + qh * sh.tq * sh.d;
+              const T *qp = Q.head(b, h), *op = O.head(b, h), *gp = G.head(b, h);
+              const T* lp = lse.data() + (b * sh.heads + h) * sh.tq;
+              T* dqp = dQ.head(b, h);
               q_blocks.clear();
               do_blocks.clear();
               for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
                 const std::int64_t rows = std::min(bs, sh.tq - i0);
-                q_blocks.emplace_back(false, rows, sh.d, qp + i0 * sh.d, sh.d, reuse);     // dK += dS^T Q
-                do_blocks.emplace_back(false, rows, sh.dv, gp + i0 * sh.dv, sh.dv, reuse);  // dV += P^T dO
+                q_blocks.emplace_back(false, rows, sh.d, qp + i0 * Q.st, Q.st, reuse);     // dK += dS^T Q
+                do_blocks.emplace_back(false, rows, sh.dv, gp + i0 * G.st, G.st, reuse);  // dV += P^T dO
               }
               for (std::int64_t i = 0; i < sh.tq; ++i) {  // delta_i = <dO_i, O_i>
                 T acc = 0;
-                DSM_SIMD_REDUCE(+, acc) for (std::int64_t c = 0; c < sh.dv; ++c) acc += gp[i * sh.dv + c] * op[i * sh.dv + c];
+                const T *gr = gp + i * G.st, *orow = op + i * O.st;  // row pointers: indexed through the strides, gcc gathered
+                DSM_SIMD_REDUCE(+, acc) for (std::int64_t c = 0; c < sh.dv; ++c) acc += gr[c] * orow[c];
                 delta[static_cast<std::size_t>(i)] = acc;
               }
               for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
@@ -264,23 +306,23 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                   const std::int64_t rows = std::min(bs, sh.tq - i0);
                   if (causal && j0 > i0 + rows - 1 + sh.tk - sh.tq) continue;  // block fully masked
                   const auto jb = static_cast<std::size_t>(j0 / bs), ib = static_cast<std::size_t>(i0 / bs);
-                  kt_blocks[jb].multiply(false, rows, scale, qp + i0 * sh.d, sh.d, T(0), p.data(), cols);
+                  kt_blocks[jb].multiply(false, rows, scale, qp + i0 * Q.st, Q.st, T(0), p.data(), cols);
                   detail::mask_block(p.data(), rows, cols, i0, j0, sh, causal, padp);
                   for (std::int64_t r = 0; r < rows; ++r) {
                     T* pr = p.data() + r * cols;
                     const T lse_r = lp[i0 + r];
                     DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) pr[c] = math::exp_nonpositive(pr[c] - lse_r);
                   }
-                  do_blocks[ib].multiply(true, cols, T(1), p.data(), cols, T(1), dvp + j0 * sh.dv, sh.dv);   // dV += P^T dO
-                  vt_blocks[jb].multiply(false, rows, T(1), gp + i0 * sh.dv, sh.dv, T(0), dp.data(), cols);  // dP = dO V^T
+                  do_blocks[ib].multiply(true, cols, T(1), p.data(), cols, T(1), dvp + j0 * dV.st, dV.st);   // dV += P^T dO
+                  vt_blocks[jb].multiply(false, rows, T(1), gp + i0 * G.st, G.st, T(0), dp.data(), cols);  // dP = dO V^T
                   for (std::int64_t r = 0; r < rows; ++r) {
                     T* dr = dp.data() + r * cols;
                     const T* pr = p.data() + r * cols;
                     const T delta_r = delta[static_cast<std::size_t>(i0 + r)];
                     DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) dr[c] = pr[c] * (dr[c] - delta_r);  // dS (scale applied below)
                   }
-                  k_blocks[jb].multiply(false, rows, scale, dp.data(), cols, T(1), dqp + i0 * sh.d, sh.d);  // dQ += dS K
-                  q_blocks[ib].multiply(true, cols, scale, dp.data(), cols, T(1), dkp + j0 * sh.d, sh.d);   // dK += dS^T Q
+                  k_blocks[jb].multiply(false, rows, scale, dp.data(), cols, T(1), dqp + i0 * dQ.st, dQ.st);  // dQ += dS K
+                  q_blocks[ib].multiply(true, cols, scale, dp.data(), cols, T(1), dkp + j0 * dK.st, dK.st);   // dK += dS^T Q
                 }
               }
             }
@@ -296,10 +338,14 @@ namespace detail {
 
 /// Rotates the pairs (x_i, x_{i + D/2}) of x [..., T, D] by angle (offset + t) * theta^(-2i/D),
 /// or by its negative (the inverse, for the gradient).
+/// A time-major [B, H, T, D] x (split heads) is rotated where it lies and the result is time-major
+/// too; any other layout is read as a contiguous copy.
 template <class T>
 Tensor<T> rotate_pairs(const Tensor<T>& x, std::int64_t offset, double theta, bool inverse) {
-  const Tensor<T> src = x.contiguous();
-  const std::int64_t d = src.size(-1), t = src.size(-2), half = d / 2, rows = src.numel() / d;
+  const bool heads_inner = x.rank() == 4 && time_major(x);
+  const Tensor<T> src = heads_inner ? x.transpose(1, 2) : x.contiguous();  // contiguous either way
+  // Rows of src are rows of D values; position of row r: r % T, or (r / H) % T for [B, T, H, D].
+  const std::int64_t d = x.size(-1), t = x.size(-2), half = d / 2, rows = src.numel() / d, row_group = heads_inner ? x.size(1) : 1;
   // The cos / sin table of (positions, frequencies), kept for the next call with the same
   // positions and sizes (every layer's q and k, forward and backward, in a training step): built
   // each time with a pow and a sincos per entry, serially, it was 0.5-1% of a W7 step.
@@ -328,7 +374,8 @@ Tensor<T> rotate_pairs(const Tensor<T>& x, std::int64_t offset, double theta, bo
     for (std::int64_t r = b; r < e; ++r) {
       const T* xr = src.data() + r * d;
       T* yr = out.data() + r * d;
-      const T *c = cosv.data() + (r % t) * half, *s = sinv.data() + (r % t) * half;
+      const std::int64_t position = r / row_group % t;
+      const T *c = cosv.data() + position * half, *s = sinv.data() + position * half;
       DSM_SIMD for (std::int64_t i = 0; i < half; ++i) {
         const T si = sign * s[i];
         yr[i] = xr[i] * c[i] - xr[i + half] * si;
@@ -336,7 +383,7 @@ Tensor<T> rotate_pairs(const Tensor<T>& x, std::int64_t offset, double theta, bo
       }
     }
   });
-  return out;
+  return heads_inner ? out.transpose(1, 2) : out;
 }
 
 }  // namespace detail
