@@ -96,6 +96,55 @@ TEST_CASE("LayerNorm and RMSNorm equal PyTorch, values and gradients") {
   check_close(rms.weight.grad(), fx().get("rms_norm.dw"), 1e-10);
 }
 
+TEST_CASE("rms_norm's row kernel in float: against loops in double, chunked weight gradient, same at 1 and 2 threads") {
+  // 300 rows: the weight gradient is summed in 9 chunks of 34 rows (the last one short).
+  dsm::Generator gen{31};
+  const std::int64_t rows = 300, n = 24;
+  const Tensor<float> x = Tensor<float>::randn({3, rows / 3, n}, gen), w = Tensor<float>::randn({n}, gen), g = Tensor<float>::randn({3, rows / 3, n}, gen);
+  const double eps = 1e-6;
+  for (const bool weighted : {true, false}) {
+    CAPTURE(weighted);
+    std::vector<double> y_ref(static_cast<std::size_t>(rows * n)), dx_ref(y_ref.size()), dw_ref(static_cast<std::size_t>(n), 0.0);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float *xr = x.data() + r * n, *gr = g.data() + r * n;
+      double ss = 0, dot = 0;
+      for (std::int64_t c = 0; c < n; ++c) ss += double(xr[c]) * xr[c];
+      const double rr = 1.0 / std::sqrt(ss / n + eps);
+      for (std::int64_t c = 0; c < n; ++c) {
+        const double wc = weighted ? w.data()[c] : 1.0;
+        y_ref[static_cast<std::size_t>(r * n + c)] = xr[c] * rr * wc;
+        dot += gr[c] * wc * xr[c];
+        dw_ref[static_cast<std::size_t>(c)] += gr[c] * xr[c] * rr;
+      }
+      for (std::int64_t c = 0; c < n; ++c)
+        dx_ref[static_cast<std::size_t>(r * n + c)] = rr * (gr[c] * (weighted ? w.data()[c] : 1.0) - xr[c] * rr * rr * dot / n);
+    }
+    std::vector<float> first[3];
+    const int saved = dsm::get_num_threads();
+    for (const int threads : {1, 2}) {
+      CAPTURE(threads);
+      dsm::set_num_threads(threads);
+      const dsm::Var<float> xv(x.clone(), true), wv(w.clone(), weighted);
+      const dsm::Var<float> y = F::rms_norm(xv, weighted ? wv : dsm::Var<float>(), eps);
+      y.backward(g);
+      const std::vector<float> got[3] = {y.value().to_vector(), xv.grad().to_vector(), weighted ? wv.grad().to_vector() : std::vector<float>{}};
+      const std::vector<double>* want[3] = {&y_ref, &dx_ref, &dw_ref};
+      for (int k = 0; k < (weighted ? 3 : 2); ++k)
+        for (std::size_t i = 0; i < got[k].size(); ++i) CHECK(got[k][i] == doctest::Approx((*want[k])[i]).epsilon(1e-4).scale(1.0));
+      if (threads == 1) {
+        for (int k = 0; k < 3; ++k) first[k] = got[k];
+      } else {
+        for (int k = 0; k < 3; ++k) CHECK(got[k] == first[k]);  // bit-identical
+      }
+    }
+    dsm::set_num_threads(saved);
+  }
+  // A strided input (a transposed view) is read through a contiguous copy: the same values.
+  const Tensor<float> xt = Tensor<float>::randn({n, 40}, gen);
+  CHECK(F::rms_norm(dsm::Var<float>(xt.t()), dsm::Var<float>(w)).value().to_vector() ==
+        F::rms_norm(dsm::Var<float>(xt.t().contiguous()), dsm::Var<float>(w)).value().to_vector());
+}
+
 TEST_CASE("SwiGLU MLP equals PyTorch") {
   nn::MLP<{.in_features = 4, .hidden = 6, .out_features = 4, .activation = nn::Activation::swiglu, .bias = false}, double> mlp;
   mlp.fc1.weight.value().copy_(fx().get("mlp.w1"));

@@ -6,7 +6,15 @@
 // With xhat the normalized input and gh = g * w, the input gradient is
 //   layer_norm: rstd * (gh - mean(gh) - xhat * mean(gh * xhat))
 //   rms_norm:   rrms * (gh - xhat * mean(gh * xhat))
+// rms_norm on the CPU in float or double runs row by row: one pass over each row forward and one
+// backward (the weight gradient summed in fixed row chunks, so it is the same at any thread
+// count), where the expression form reads the whole input three or four times.
 #pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include "../../autograd/function.hpp"
 #include "../../autograd/functions/reduce.hpp"
@@ -32,6 +40,66 @@ void check_norm_args(const char* op, const Var<T, B>& x, const Var<T, B>& w, con
   const Shape expect{x.size(-1)};
   if (w.defined() && !(w.shape() == expect)) fail<shape_error>(op, "weight of shape ", w.shape(), " for normalized size ", x.size(-1));
   if (b.defined() && !(b.shape() == expect)) fail<shape_error>(op, "bias of shape ", b.shape(), " for normalized size ", x.size(-1));
+}
+
+/// y = x * rrms * w row by row (w may be null), rrms[r] = 1 / sqrt(mean(x_r^2) + eps).
+template <class T>
+void rms_norm_rows(const T* x, const T* w, T* y, T* rrms, std::int64_t rows, std::int64_t n, double eps) {
+  cpu::parallel_for(rows, std::max<std::int64_t>(1, 16384 / n), [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t r = begin; r < end; ++r) {
+      const T* xr = x + r * n;
+      T* yr = y + r * n;
+      T ss = 0;
+      DSM_SIMD_REDUCE(+, ss) for (std::int64_t c = 0; c < n; ++c) ss += xr[c] * xr[c];
+      const T rr = T(1) / std::sqrt(ss / static_cast<T>(n) + static_cast<T>(eps));
+      rrms[r] = rr;
+      if (w) {
+        DSM_SIMD for (std::int64_t c = 0; c < n; ++c) yr[c] = xr[c] * rr * w[c];
+      } else {
+        DSM_SIMD for (std::int64_t c = 0; c < n; ++c) yr[c] = xr[c] * rr;
+      }
+    }
+  });
+}
+
+/// The backward of rms_norm_rows: dx (when not null) = rr * (g w - x rr * rr * sum(g w x) / n) row
+/// by row; dw (when not null) = sum over rows of g x rr, summed per chunk of rows and the chunks
+/// then in order, chunks cut by the row count alone.
+template <class T>
+void rms_norm_rows_backward(const T* x, const T* w, const T* g, const T* rrms, T* dx, T* dw, std::int64_t rows, std::int64_t n) {
+  const std::int64_t chunks = std::clamp<std::int64_t>(rows / 32, 1, 256), per_chunk = (rows + chunks - 1) / chunks;
+  std::vector<T> partial(dw ? static_cast<std::size_t>(chunks * n) : 0, T(0));
+  cpu::parallel_for(chunks, 1, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t chunk = c0; chunk < c1; ++chunk) {
+      T* part = dw ? partial.data() + chunk * n : nullptr;
+      for (std::int64_t r = chunk * per_chunk; r < std::min(rows, (chunk + 1) * per_chunk); ++r) {
+        const T *xr = x + r * n, *gr = g + r * n;
+        const T rr = rrms[r];
+        if (dx) {
+          T dot = 0;
+          if (w) {
+            DSM_SIMD_REDUCE(+, dot) for (std::int64_t c = 0; c < n; ++c) dot += gr[c] * w[c] * xr[c];
+          } else {
+            DSM_SIMD_REDUCE(+, dot) for (std::int64_t c = 0; c < n; ++c) dot += gr[c] * xr[c];
+          }
+          const T k = rr * rr * dot / static_cast<T>(n);
+          T* dxr = dx + r * n;
+          if (w) {
+            DSM_SIMD for (std::int64_t c = 0; c < n; ++c) dxr[c] = rr * (gr[c] * w[c] - xr[c] * k);
+          } else {
+            DSM_SIMD for (std::int64_t c = 0; c < n; ++c) dxr[c] = rr * (gr[c] - xr[c] * k);
+          }
+        }
+        if (part) DSM_SIMD for (std::int64_t c = 0; c < n; ++c) part[c] += gr[c] * xr[c] * rr;
+      }
+    }
+  });
+  if (!dw) return;
+  std::fill(dw, dw + n, T(0));
+  for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const T* part = partial.data() + chunk * n;
+    DSM_SIMD for (std::int64_t c = 0; c < n; ++c) dw[c] += part[c];
+  }
 }
 }  // namespace detail
 
@@ -64,20 +132,35 @@ Var<T, B> layer_norm(const Var<T, B>& x, const Var<T, B>& weight, const Var<T, B
 template <class T, class B>
 Var<T, B> rms_norm(const Var<T, B>& x, const Var<T, B>& weight, double eps = 1e-6) {
   detail::check_norm_args("rms_norm", x, weight, Var<T, B>());
-  const Tensor<T, B>& xv = x.value();
-  const Tensor<T, B> rrms = rsqrt(mean(square(xv), -1, true) + eps);  // [..., 1]
-  Tensor<T, B> y(xv.shape());
-  if (weight.defined()) y = xv * rrms * weight.value();
-  else y = xv * rrms;
-  const Tensor<T, B> w = weight.defined() ? weight.value() : Tensor<T, B>::ones({x.size(-1)});
-  return autograd::make_result("rms_norm", std::move(y), {autograd::edge_of(x), autograd::edge_of(weight)},
-                               [xv, rrms, w](const Tensor<T, B>& g, const std::vector<autograd::Edge>& in) {
-                                 if (in[0]) {
-                                   const Tensor<T, B> m = mean(g * w * xv * rrms, -1, true);
-                                   autograd::accumulate_input(in[0], Tensor<T, B>(rrms * (g * w - xv * rrms * m)));
-                                 }
-                                 if (in[1]) autograd::accumulate_input(in[1], detail::sum_rows<T, B>(g * xv * rrms, xv.rank()));
-                               });
+  if constexpr (std::is_same_v<B, cpu> && (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
+    const Tensor<T, B> xv = x.value().contiguous(), wv = weight.defined() ? weight.value().contiguous() : Tensor<T, B>();
+    const std::int64_t n = x.size(-1), rows = n > 0 ? xv.numel() / n : 0;
+    Tensor<T, B> y(xv.shape()), rrms({rows});
+    detail::rms_norm_rows(xv.data(), wv.data(), y.data(), rrms.data(), rows, n, eps);
+    return autograd::make_result("rms_norm", std::move(y), {autograd::edge_of(x), autograd::edge_of(weight)},
+                                 [xv, wv, rrms, n, rows](const Tensor<T, B>& g, const std::vector<autograd::Edge>& in) {
+                                   const Tensor<T, B> gv = g.contiguous();
+                                   Tensor<T, B> dx = in[0] ? Tensor<T, B>(xv.shape()) : Tensor<T, B>(), dw = in[1] ? Tensor<T, B>({n}) : Tensor<T, B>();
+                                   detail::rms_norm_rows_backward(xv.data(), wv.data(), gv.data(), rrms.data(), dx.data(), dw.data(), rows, n);
+                                   if (in[0]) autograd::accumulate_input(in[0], std::move(dx));
+                                   if (in[1]) autograd::accumulate_input(in[1], std::move(dw));
+                                 });
+  } else {  // other backends and types: the expression form
+    const Tensor<T, B>& xv = x.value();
+    const Tensor<T, B> rrms = rsqrt(mean(square(xv), -1, true) + eps);  // [..., 1]
+    Tensor<T, B> y(xv.shape());
+    if (weight.defined()) y = xv * rrms * weight.value();
+    else y = xv * rrms;
+    const Tensor<T, B> w = weight.defined() ? weight.value() : Tensor<T, B>::ones({x.size(-1)});
+    return autograd::make_result("rms_norm", std::move(y), {autograd::edge_of(x), autograd::edge_of(weight)},
+                                 [xv, rrms, w](const Tensor<T, B>& g, const std::vector<autograd::Edge>& in) {
+                                   if (in[0]) {
+                                     const Tensor<T, B> m = mean(g * w * xv * rrms, -1, true);
+                                     autograd::accumulate_input(in[0], Tensor<T, B>(rrms * (g * w - xv * rrms * m)));
+                                   }
+                                   if (in[1]) autograd::accumulate_input(in[1], detail::sum_rows<T, B>(g * xv * rrms, xv.rank()));
+                                 });
+  }
 }
 
 }  // namespace dsm::nn::functional
