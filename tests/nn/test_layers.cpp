@@ -145,6 +145,58 @@ TEST_CASE("rms_norm's row kernel in float: against loops in double, chunked weig
         F::rms_norm(dsm::Var<float>(xt.t().contiguous()), dsm::Var<float>(w)).value().to_vector());
 }
 
+TEST_CASE("layer_norm's row kernel in float: against loops in double, chunked weight and bias gradients, same at 1 and 2 threads") {
+  dsm::Generator gen{32};
+  const std::int64_t rows = 300, n = 20;
+  const Tensor<float> x = Tensor<float>::randn({rows, n}, gen) + 1.5f, w = Tensor<float>::randn({n}, gen), b = Tensor<float>::randn({n}, gen),
+                      g = Tensor<float>::randn({rows, n}, gen);
+  const double eps = 1e-5;
+  for (const bool affine : {true, false}) {
+    CAPTURE(affine);
+    std::vector<double> y_ref(static_cast<std::size_t>(rows * n)), dx_ref(y_ref.size()), dw_ref(static_cast<std::size_t>(n), 0.0), db_ref(dw_ref);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float *xr = x.data() + r * n, *gr = g.data() + r * n;
+      double mu = 0, var = 0, m1 = 0, m2 = 0;
+      for (std::int64_t c = 0; c < n; ++c) mu += xr[c] / double(n);
+      for (std::int64_t c = 0; c < n; ++c) var += (xr[c] - mu) * (xr[c] - mu) / n;
+      const double rs = 1.0 / std::sqrt(var + eps);
+      const auto wc = [&](std::int64_t c) { return affine ? double(w.data()[c]) : 1.0; };
+      for (std::int64_t c = 0; c < n; ++c) {
+        const double xhat = (xr[c] - mu) * rs;
+        y_ref[static_cast<std::size_t>(r * n + c)] = xhat * wc(c) + (affine ? b.data()[c] : 0.0);
+        m1 += gr[c] * wc(c) / n;
+        m2 += gr[c] * wc(c) * xhat / n;
+        dw_ref[static_cast<std::size_t>(c)] += gr[c] * xhat;
+        db_ref[static_cast<std::size_t>(c)] += gr[c];
+      }
+      for (std::int64_t c = 0; c < n; ++c)
+        dx_ref[static_cast<std::size_t>(r * n + c)] = rs * (gr[c] * wc(c) - m1 - (xr[c] - mu) * rs * m2);
+    }
+    std::vector<float> first[4];
+    const int saved = dsm::get_num_threads();
+    for (const int threads : {1, 2}) {
+      CAPTURE(threads);
+      dsm::set_num_threads(threads);
+      const dsm::Var<float> xv(x.clone(), true), wv(w.clone(), affine), bv(b.clone(), affine);
+      const dsm::Var<float> y = affine ? F::layer_norm(xv, wv, bv, eps) : F::layer_norm(xv, dsm::Var<float>(), dsm::Var<float>(), eps);
+      y.backward(g);
+      std::vector<float> got[4] = {y.value().to_vector(), xv.grad().to_vector(), {}, {}};
+      if (affine) {
+        got[2] = wv.grad().to_vector();
+        got[3] = bv.grad().to_vector();
+      }
+      const std::vector<double>* want[4] = {&y_ref, &dx_ref, &dw_ref, &db_ref};
+      for (int k = 0; k < (affine ? 4 : 2); ++k)
+        for (std::size_t i = 0; i < got[k].size(); ++i) CHECK(got[k][i] == doctest::Approx((*want[k])[i]).epsilon(1e-4).scale(1.0));
+      for (int k = 0; k < 4; ++k) {
+        if (threads == 1) first[k] = got[k];
+        else CHECK(got[k] == first[k]);  // bit-identical
+      }
+    }
+    dsm::set_num_threads(saved);
+  }
+}
+
 TEST_CASE("SwiGLU MLP equals PyTorch") {
   nn::MLP<{.in_features = 4, .hidden = 6, .out_features = 4, .activation = nn::Activation::swiglu, .bias = false}, double> mlp;
   mlp.fc1.weight.value().copy_(fx().get("mlp.w1"));
