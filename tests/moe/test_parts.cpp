@@ -162,6 +162,46 @@ TEST_CASE("grouped_swiglu equals each expert applied to its rows, gradcheck with
                        dsm::shape_error);
 }
 
+TEST_CASE("grouped_swiglu on two threads runs experts side by side: bit-identical to one thread, a skewed expert split, an empty one") {
+  // 100 rows: expert 0 holds 40 (more than half a thread's share at 2 threads, so its GEMMs are
+  // split over both threads); the others run one thread each, largest first; expert 2 is empty.
+  const std::vector<std::int64_t> offsets{0, 40, 49, 49, 62, 69, 80, 88, 100};
+  const int saved = dsm::get_num_threads();
+  dsm::set_num_threads(1);
+  const auto serial = dsm::moe::detail::schedule_experts<dsm::cpu>(offsets);
+  CHECK(serial.whole == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
+  CHECK(serial.tasks.empty());
+  dsm::set_num_threads(2);
+  const auto two = dsm::moe::detail::schedule_experts<dsm::cpu>(offsets);
+  CHECK(two.whole == std::vector<std::int64_t>{0});
+  CHECK(two.tasks == std::vector<std::int64_t>{3, 7, 5, 1, 6, 4, 2});  // by row count, descending
+  dsm::Generator gen(12);
+  std::vector<FeedForward<float>> experts;
+  for (int e = 0; e < 8; ++e) experts.emplace_back(16, 24, gen);
+  const Tensor<float> x0 = Tensor<float>::randn({100, 16}, gen), g = Tensor<float>::randn({100, 16}, gen);
+  std::vector<std::vector<float>> results[2];
+  for (const int threads : {1, 2}) {
+    dsm::set_num_threads(threads);
+    for (auto& ex : experts) ex.zero_grad();
+    const Var<float> x(x0.clone(), true);
+    const Var<float> y = grouped_swiglu(x, offsets, std::span<const FeedForward<float>>(experts));
+    y.backward(g);
+    auto& r = results[threads - 1];
+    r.push_back(y.value().to_vector());
+    r.push_back(x.grad().to_vector());
+    for (const auto& ex : experts)
+      for (const auto* w : {&ex.w1, &ex.w2, &ex.w3}) r.push_back(w->grad().to_vector());
+  }
+  dsm::set_num_threads(saved);
+  REQUIRE(results[0].size() == results[1].size());
+  for (std::size_t i = 0; i < results[0].size(); ++i) {
+    CAPTURE(i);
+    CHECK(results[0][i] == results[1][i]);
+  }
+  const auto& dw1_empty = results[1][2 + 3 * 2];  // expert 2's w1 gradient: zeros
+  CHECK(std::all_of(dw1_empty.begin(), dw1_empty.end(), [](float v) { return v == 0.f; }));
+}
+
 TEST_CASE("balance losses: values by hand and gradcheck") {
   // 4 tokens, 2 experts, top-1: expert 0 gets 3 tokens, expert 1 one.
   const Var<double> p(Tensor<double>::from({{0.6, 0.4}, {0.7, 0.3}, {0.8, 0.2}, {0.1, 0.9}}), true);

@@ -52,6 +52,27 @@ inline void run_chunks_in_parallel(std::int64_t n, int threads, void (*body)(voi
   body(ctx, 0, n);
 #endif
 }
+
+/// Runs body(ctx, i) for i in [0, n) in an OpenMP region of `threads`, the indices dealt one at a
+/// time in order as threads come free; workers run in the caller's autocast mode.
+inline void run_tasks_in_parallel(std::int64_t n, int threads, void (*body)(void*, std::int64_t), void* ctx) {
+#if defined(_OPENMP)
+  const GemmPrecision precision = gemm_precision();
+#pragma omp parallel num_threads(threads)
+  {
+    const GemmPrecisionScope mode(precision);
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t i = 0; i < n; ++i) body(ctx, i);
+  }
+#else
+  (void)threads;
+  for (std::int64_t i = 0; i < n; ++i) body(ctx, i);
+#endif
+}
+template <class Fn>
+[[gnu::noinline]] void call_task(void* f, std::int64_t i) {
+  (*static_cast<Fn*>(f))(i);
+}
 }  // namespace detail
 
 /// Number of threads dsm's CPU loops and GEMMs use.
@@ -120,6 +141,24 @@ struct cpu {
     (void)grain;
     if (threads > 1) return detail::run_chunks_in_parallel(n, threads, &detail::call_chunk<Fn>, ctx);
     detail::call_chunk<Fn>(ctx, 0, n);
+  }
+
+  /// Calls task(i) for every i in [0, n), each task on one thread (the loops and GEMMs inside it
+  /// run serially), the tasks dealt dynamically in index order as threads come free: for
+  /// independent pieces of uneven size, largest first. What a task computes must not depend on
+  /// the thread that runs it; then neither does the result.
+  template <class F>
+  static void parallel_tasks(std::int64_t n, F&& task) {
+    if (n <= 0) return;
+    using Fn = std::remove_reference_t<F>;
+    void* const ctx = const_cast<void*>(static_cast<const void*>(std::addressof(task)));
+    int threads = 1;
+#if defined(_OPENMP)
+    threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n));
+    if (omp_in_parallel()) threads = 1;
+#endif
+    if (threads > 1) return detail::run_tasks_in_parallel(n, threads, &detail::call_task<Fn>, ctx);
+    for (std::int64_t i = 0; i < n; ++i) detail::call_task<Fn>(ctx, i);
   }
 
   /// Row-major C[M, N] = alpha * op(A) * op(B) + beta * C, with op(X) = X or X^T by flag.

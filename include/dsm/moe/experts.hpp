@@ -17,6 +17,7 @@
 // the fused pass, which costs no extra memory traffic). No pass touches rows of other experts.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -88,6 +89,42 @@ void swiglu_backward_pass(std::int64_t n, const T* g, const T* u, T* da_to_a, T*
   });
 }
 
+/// The order in which grouped_swiglu runs its experts on the CPU with several threads: `whole`
+/// experts one after the other, each GEMM split over all threads, then the `tasks` side by side,
+/// one thread each, largest first as threads come free (no barrier per GEMM, and each thread packs
+/// only its own experts' weights). An expert with more than half a thread's share of the rows
+/// (skewed routing) runs whole so that it cannot leave the other threads idle. A GEMM's result
+/// does not depend on its thread count, so neither does the layer's.
+struct ExpertSchedule {
+  std::vector<std::int64_t> whole, tasks;
+};
+template <class B>
+ExpertSchedule schedule_experts(const std::vector<std::int64_t>& offsets) {
+  ExpertSchedule s;
+  const auto n_experts = static_cast<std::int64_t>(offsets.size()) - 1;
+  const std::int64_t rows = offsets.back();
+  auto count = [&](std::int64_t e) { return offsets[static_cast<std::size_t>(e + 1)] - offsets[static_cast<std::size_t>(e)]; };
+  int threads = 1;
+  if constexpr (std::is_same_v<B, cpu>) threads = get_num_threads();
+#if defined(_OPENMP)
+  if (omp_in_parallel()) threads = 1;
+#endif
+  for (std::int64_t e = 0; e < n_experts; ++e) (threads > 1 && count(e) * 2 * threads <= rows ? s.tasks : s.whole).push_back(e);
+  std::stable_sort(s.tasks.begin(), s.tasks.end(), [&](std::int64_t a, std::int64_t b) { return count(a) > count(b); });
+  return s;
+}
+
+/// Runs run(e) for every expert in the schedule's order and placement.
+template <class B, class Run>
+void for_each_expert(const ExpertSchedule& s, Run&& run) {
+  for (const std::int64_t e : s.whole) run(e);
+  if constexpr (std::is_same_v<B, cpu>) {
+    cpu::parallel_tasks(static_cast<std::int64_t>(s.tasks.size()), [&](std::int64_t i) { run(s.tasks[static_cast<std::size_t>(i)]); });
+  } else {
+    for (const std::int64_t e : s.tasks) run(e);
+  }
+}
+
 }  // namespace detail
 
 /// Runs expert e on rows [offsets[e], offsets[e + 1]) of x [rows, d_model] (offsets has
@@ -107,12 +144,13 @@ Var<T, B> grouped_swiglu(const Var<T, B>& x, const std::vector<std::int64_t>& of
   }
   const std::int64_t rows = x.size(0);
   const Tensor<T, B> xv = x.value().contiguous();
+  const detail::ExpertSchedule schedule = detail::schedule_experts<B>(offsets);
   Tensor<T, B> g({rows, h}), u({rows, h}), y({rows, d});
   {
     Tensor<T, B> a({rows, h});
-    for (std::int64_t e = 0; e < n_experts; ++e) {
+    detail::for_each_expert<B>(schedule, [&](std::int64_t e) {  // each expert writes its own rows
       const std::int64_t r0 = offsets[static_cast<std::size_t>(e)], n = offsets[static_cast<std::size_t>(e + 1)] - r0;
-      if (n == 0) continue;
+      if (n == 0) return;
       const auto& ex = experts[static_cast<std::size_t>(e)];
       const T* xe = xv.data() + r0 * d;
       T *ge = g.data() + r0 * h, *ue = u.data() + r0 * h, *ae = a.data() + r0 * h;
@@ -120,7 +158,7 @@ Var<T, B> grouped_swiglu(const Var<T, B>& x, const std::vector<std::int64_t>& of
       B::gemm(false, true, n, h, d, T(1), xe, d, ex.w3.value().data(), d, T(0), ue, h);  // [n, h]
       detail::swiglu_forward_pass(n * h, ge, ue, ae);
       B::gemm(false, true, n, d, h, T(1), ae, h, ex.w2.value().data(), h, T(0), y.data() + r0 * d, d);  // [n, d]
-    }
+    });
   }
   std::vector<autograd::Edge> edges{autograd::edge_of(x)};
   std::vector<Tensor<T, B>> weights;  // w1, w3, w2 of each expert, as the backward reads them
@@ -134,12 +172,13 @@ Var<T, B> grouped_swiglu(const Var<T, B>& x, const std::vector<std::int64_t>& of
   }
   return autograd::make_result(
       "grouped_swiglu", std::move(y), std::move(edges),
-      [xv, g, u, offsets, weights = std::move(weights), d, h](const Tensor<T, B>& dy0, const std::vector<autograd::Edge>& in) {
+      [xv, g, u, offsets, schedule, weights = std::move(weights), d, h](const Tensor<T, B>& dy0, const std::vector<autograd::Edge>& in) {
         const Tensor<T, B> dy = dy0.contiguous();
         const std::int64_t rows = dy.size(0), n_experts = static_cast<std::int64_t>(weights.size() / 3);
         Tensor<T, B> da_a({rows, h}), dg({rows, h}), du({rows, h});
         Tensor<T, B> dx = in[0] ? Tensor<T, B>({rows, d}) : Tensor<T, B>();
-        for (std::int64_t e = 0; e < n_experts; ++e) {
+        std::vector<Tensor<T, B>> dws(static_cast<std::size_t>(3 * n_experts));  // dw1, dw3, dw2 of each expert
+        detail::for_each_expert<B>(schedule, [&](std::int64_t e) {  // each expert writes its own rows and gradients
           const std::int64_t r0 = offsets[static_cast<std::size_t>(e)], n = offsets[static_cast<std::size_t>(e + 1)] - r0;
           const Tensor<T, B>&w1 = weights[static_cast<std::size_t>(3 * e)], &w3 = weights[static_cast<std::size_t>(3 * e + 1)],
                           &w2 = weights[static_cast<std::size_t>(3 * e + 2)];
@@ -161,10 +200,11 @@ Var<T, B> grouped_swiglu(const Var<T, B>& x, const std::vector<std::int64_t>& of
               B::gemm(false, false, n, d, h, T(1), due, h, w3.data(), d, T(1), dx.data() + r0 * d, d);
             }
           }
-          autograd::accumulate_input(in[static_cast<std::size_t>(1 + 3 * e)], std::move(dw1));
-          autograd::accumulate_input(in[static_cast<std::size_t>(2 + 3 * e)], std::move(dw3));
-          autograd::accumulate_input(in[static_cast<std::size_t>(3 + 3 * e)], std::move(dw2));
-        }
+          dws[static_cast<std::size_t>(3 * e)] = std::move(dw1);
+          dws[static_cast<std::size_t>(3 * e + 1)] = std::move(dw3);
+          dws[static_cast<std::size_t>(3 * e + 2)] = std::move(dw2);
+        });
+        for (std::size_t i = 0; i < dws.size(); ++i) autograd::accumulate_input(in[1 + i], std::move(dws[i]));  // serially, in expert order
         if (dx.defined()) autograd::accumulate_input(in[0], std::move(dx));
       });
 }
