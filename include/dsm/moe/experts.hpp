@@ -177,12 +177,19 @@ Var<T, B> grouped_swiglu(const Var<T, B>& x, const std::vector<std::int64_t>& of
         const std::int64_t rows = dy.size(0), n_experts = static_cast<std::int64_t>(weights.size() / 3);
         Tensor<T, B> da_a({rows, h}), dg({rows, h}), du({rows, h});
         Tensor<T, B> dx = in[0] ? Tensor<T, B>({rows, d}) : Tensor<T, B>();
-        std::vector<Tensor<T, B>> dws(static_cast<std::size_t>(3 * n_experts));  // dw1, dw3, dw2 of each expert
+        // dw1, dw3, dw2 of each expert, allocated here: nothing inside the parallel region allocates
+        // a tensor, and autograd receives them serially, in expert order, afterwards.
+        std::vector<Tensor<T, B>> dws;
+        for (std::int64_t e = 0; e < n_experts; ++e) {
+          dws.emplace_back(Shape{h, d});
+          dws.emplace_back(Shape{h, d});
+          dws.emplace_back(Shape{d, h});
+        }
         detail::for_each_expert<B>(schedule, [&](std::int64_t e) {  // each expert writes its own rows and gradients
           const std::int64_t r0 = offsets[static_cast<std::size_t>(e)], n = offsets[static_cast<std::size_t>(e + 1)] - r0;
           const Tensor<T, B>&w1 = weights[static_cast<std::size_t>(3 * e)], &w3 = weights[static_cast<std::size_t>(3 * e + 1)],
                           &w2 = weights[static_cast<std::size_t>(3 * e + 2)];
-          Tensor<T, B> dw1({h, d}), dw3({h, d}), dw2({d, h});
+          Tensor<T, B>&dw1 = dws[static_cast<std::size_t>(3 * e)], &dw3 = dws[static_cast<std::size_t>(3 * e + 1)], &dw2 = dws[static_cast<std::size_t>(3 * e + 2)];
           if (n == 0) {  // an expert without tokens gets a zero gradient, as the loop form gives it
             dw1.fill_(T(0));
             dw3.fill_(T(0));
@@ -200,11 +207,8 @@ Var<T, B> grouped_swiglu(const Var<T, B>& x, const std::vector<std::int64_t>& of
               B::gemm(false, false, n, d, h, T(1), due, h, w3.data(), d, T(1), dx.data() + r0 * d, d);
             }
           }
-          dws[static_cast<std::size_t>(3 * e)] = std::move(dw1);
-          dws[static_cast<std::size_t>(3 * e + 1)] = std::move(dw3);
-          dws[static_cast<std::size_t>(3 * e + 2)] = std::move(dw2);
         });
-        for (std::size_t i = 0; i < dws.size(); ++i) autograd::accumulate_input(in[1 + i], std::move(dws[i]));  // serially, in expert order
+        for (std::size_t i = 0; i < dws.size(); ++i) autograd::accumulate_input(in[1 + i], std::move(dws[i]));
         if (dx.defined()) autograd::accumulate_input(in[0], std::move(dx));
       });
 }
