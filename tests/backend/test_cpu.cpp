@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include <dsm/dsm.hpp>
@@ -18,6 +19,28 @@ TEST_CASE("parallel_for covers the range exactly once, in contiguous chunks") {
     for (int h : hits) CHECK(h == 1);
     CHECK(chunks.load() <= std::max(1, dsm::get_num_threads()));
   }
+}
+
+TEST_CASE("parallel_tasks runs every task once, in the caller's autocast mode, and serially when nested") {
+  const int saved = dsm::get_num_threads();
+  dsm::set_num_threads(2);
+  for (std::int64_t n : {0, 1, 5, 64}) {
+    std::vector<std::atomic<int>> runs(static_cast<std::size_t>(n));
+    std::atomic<int> wrong_mode{0}, nested_elsewhere{0};
+    const dsm::detail::GemmPrecisionScope mode(dsm::GemmPrecision::bf16);
+    dsm::cpu::parallel_tasks(n, [&](std::int64_t i) {
+      ++runs[static_cast<std::size_t>(i)];
+      if (dsm::gemm_precision() != dsm::GemmPrecision::bf16) ++wrong_mode;
+      const auto here = std::this_thread::get_id();
+      dsm::cpu::parallel_tasks(3, [&](std::int64_t) {  // inside a task: on the task's own thread
+        if (std::this_thread::get_id() != here) ++nested_elsewhere;
+      });
+    });
+    for (const auto& r : runs) CHECK(r.load() == 1);
+    CHECK(wrong_mode.load() == 0);
+    CHECK(nested_elsewhere.load() == 0);
+  }
+  dsm::set_num_threads(saved);
 }
 
 TEST_CASE("set_num_threads rejects a non-positive count") {
