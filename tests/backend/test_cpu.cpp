@@ -32,13 +32,15 @@ TEST_CASE("parallel_tasks runs every task once, in the caller's autocast mode, a
       ++runs[static_cast<std::size_t>(i)];
       if (dsm::gemm_precision() != dsm::GemmPrecision::bf16) ++wrong_mode;
       const auto here = std::this_thread::get_id();
-      dsm::cpu::parallel_tasks(3, [&](std::int64_t) {  // inside a task: on the task's own thread
+      dsm::cpu::parallel_tasks(3, [&](std::int64_t) {  // inside a task of a parallel call: on the task's own thread
         if (std::this_thread::get_id() != here) ++nested_elsewhere;
       });
     });
     for (const auto& r : runs) CHECK(r.load() == 1);
     CHECK(wrong_mode.load() == 0);
-    CHECK(nested_elsewhere.load() == 0);
+    // A single task runs on the calling thread outside any parallel region, so its own loops may
+    // use every thread; from two tasks on, tasks run in a region and nested calls stay serial.
+    if (n >= 2) CHECK(nested_elsewhere.load() == 0);
   }
   dsm::set_num_threads(saved);
 }

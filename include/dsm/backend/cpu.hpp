@@ -146,7 +146,9 @@ struct cpu {
   /// Calls task(i) for every i in [0, n), each task on one thread (the loops and GEMMs inside it
   /// run serially), the tasks dealt dynamically in index order as threads come free: for
   /// independent pieces of uneven size, largest first. What a task computes must not depend on
-  /// the thread that runs it; then neither does the result.
+  /// the thread that runs it; then neither does the result. A single task (or one thread) runs on
+  /// the calling thread outside any parallel region, so its own loops and GEMMs may still use
+  /// every thread.
   template <class F>
   static void parallel_tasks(std::int64_t n, F&& task) {
     if (n <= 0) return;
