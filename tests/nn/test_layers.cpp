@@ -197,6 +197,22 @@ TEST_CASE("layer_norm's row kernel in float: against loops in double, chunked we
   }
 }
 
+TEST_CASE("the norms take empty inputs: no rows, or rows of zero width") {
+  for (const dsm::Shape shape : {dsm::Shape{0, 4}, dsm::Shape{3, 0}}) {
+    CAPTURE(shape);
+    const std::int64_t n = shape[1];
+    const dsm::Var<float> x(Tensor<float>::zeros(shape), true), w(Tensor<float>::ones({n}), true), b(Tensor<float>::zeros({n}), true);
+    const dsm::Var<float> y = F::rms_norm(x, w), z = F::layer_norm(x, w, b);
+    CHECK(y.shape() == shape);
+    CHECK(z.shape() == shape);
+    dsm::sum(dsm::Var<float>(y + z)).backward();
+    CHECK(x.grad().shape() == shape);
+    CHECK(w.grad().shape() == dsm::Shape{n});
+    const std::vector<float> dw = w.grad().to_vector();
+    CHECK(std::all_of(dw.begin(), dw.end(), [](float v) { return v == 0.f; }));
+  }
+}
+
 TEST_CASE("SwiGLU MLP equals PyTorch") {
   nn::MLP<{.in_features = 4, .hidden = 6, .out_features = 4, .activation = nn::Activation::swiglu, .bias = false}, double> mlp;
   mlp.fc1.weight.value().copy_(fx().get("mlp.w1"));

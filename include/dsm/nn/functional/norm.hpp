@@ -62,10 +62,13 @@ void for_rows_summing_columns(std::int64_t rows, std::int64_t width, T* sums, Ro
   }
 }
 
+/// Rows per thread for about 16K values each (n >= 0: an empty last dimension has no rows to run).
+inline std::int64_t row_grain(std::int64_t n) { return std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(n, 1)); }
+
 /// y = x * rr * w row by row, rrms[r] = rr = 1 / sqrt(mean(x_r^2) + eps).
 template <class T>
 void rms_norm_rows(const T* x, const T* w, T* y, T* rrms, std::int64_t rows, std::int64_t n, double eps) {
-  cpu::parallel_for(rows, std::max<std::int64_t>(1, 16384 / n), [&](std::int64_t begin, std::int64_t end) {
+  cpu::parallel_for(rows, row_grain(n), [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       const T* xr = x + r * n;
       T* yr = y + r * n;
@@ -100,7 +103,7 @@ void rms_norm_rows_backward(const T* x, const T* w, const T* g, const T* rrms, T
 /// (biased variance, from the row's deviations: two passes over a row that is in cache).
 template <class T>
 void layer_norm_rows(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, std::int64_t rows, std::int64_t n, double eps) {
-  cpu::parallel_for(rows, std::max<std::int64_t>(1, 16384 / n), [&](std::int64_t begin, std::int64_t end) {
+  cpu::parallel_for(rows, row_grain(n), [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t r = begin; r < end; ++r) {
       const T* xr = x + r * n;
       T* yr = y + r * n;
