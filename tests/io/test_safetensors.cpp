@@ -25,10 +25,19 @@ void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
+/// This process's scratch directory, removed with its files when the process ends (one was left
+/// behind per test run before).
+struct ScratchDir {
+  fs::path path = fs::temp_directory_path() / ("dsm_io_test_" + std::to_string(::getpid()));
+  ScratchDir() { fs::create_directories(path); }
+  ~ScratchDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
 fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("dsm_io_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
+  static const ScratchDir dir;
+  return dir.path / name;
 }
 /// A file with the given header text and `data_bytes` bytes of data.
 std::string make_file(const std::string& header, std::size_t data_bytes, std::uint64_t declared = UINT64_MAX) {
