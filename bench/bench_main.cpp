@@ -10,7 +10,8 @@
 //    Under that policy every parallel region of dsm's has to wake a sleeping thread, which made
 //    its 2-thread W7 step 1.4x slower; one environment for both would handicap one of them.
 // 3. Prints each dsm row beside the libtorch and limit rows of the same workload and thread
-//    count, with their ratio (medians over --benchmark_repetitions).
+//    count, with their ratio (medians over --benchmark_repetitions). Where LibTorch has several
+//    versions of a workload (W4: its module and a hand-written one), the faster one is the peer.
 #include <benchmark/benchmark.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -135,12 +136,25 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const auto& [name, rate] : rates) {
       const auto pos = name.find("/dsm");
       if (pos == std::string::npos) continue;
-      const std::string peer = name.substr(0, pos) + "/libtorch" + name.substr(pos + 4);
-      const std::string limit = name.substr(0, pos) + "/limit" + name.substr(pos + 4);
+      const std::string prefix = name.substr(0, pos), suffix = name.substr(pos + 4);
+      const std::string limit = prefix + "/limit" + suffix;
+      // The peer is LibTorch's best version of the workload: "libtorch" or a variant of it
+      // ("libtorch_manual": W4's hand-written attention), whichever ran faster.
+      std::string peer;
+      for (const auto& [other, other_rate] : rates) {
+        const std::string head = prefix + "/libtorch";
+        if (other.size() < head.size() + suffix.size() || other.compare(0, head.size(), head) != 0 ||
+            other.compare(other.size() - suffix.size(), suffix.size(), suffix) != 0)
+          continue;
+        const std::string variant = other.substr(head.size(), other.size() - head.size() - suffix.size());
+        if ((variant.empty() || variant[0] == '_') && other_rate > 0 && (peer.empty() || other_rate > rates[peer])) peer = other;
+      }
       std::printf("%-44s %14.4g", name.c_str(), rate);
-      if (rates.count(peer) && rates[peer] > 0) std::printf(" %14.4g %8.2fx", rates[peer], rate / rates[peer]);
+      if (!peer.empty()) std::printf(" %14.4g %8.2fx", rates[peer], rate / rates[peer]);
       else std::printf(" %14s %9s", "-", "-");
       if (rates.count(limit) && rates[limit] > 0) std::printf(" %14.4g %8.1f%%", rates[limit], 100.0 * rate / rates[limit]);
+      else if (!peer.empty()) std::printf(" %14s %9s", "", "");
+      if (!peer.empty() && peer != prefix + "/libtorch" + suffix) std::printf("  (peer: %s)", peer.substr(prefix.size() + 1, peer.size() - prefix.size() - 1 - suffix.size()).c_str());
       std::printf("\n");
     }
   }
