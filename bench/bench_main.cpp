@@ -140,21 +140,21 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const std::string limit = prefix + "/limit" + suffix;
       // The peer is LibTorch's best version of the workload: "libtorch" or a variant of it
       // ("libtorch_manual": W4's hand-written attention), whichever ran faster.
-      std::string peer;
+      const std::string head = prefix + "/libtorch";
+      std::string peer, variant;
       for (const auto& [other, other_rate] : rates) {
-        const std::string head = prefix + "/libtorch";
         if (other.size() < head.size() + suffix.size() || other.compare(0, head.size(), head) != 0 ||
             other.compare(other.size() - suffix.size(), suffix.size(), suffix) != 0)
           continue;
-        const std::string variant = other.substr(head.size(), other.size() - head.size() - suffix.size());
-        if ((variant.empty() || variant[0] == '_') && other_rate > 0 && (peer.empty() || other_rate > rates[peer])) peer = other;
+        const std::string v = other.substr(head.size(), other.size() - head.size() - suffix.size());
+        if ((v.empty() || v[0] == '_') && other_rate > 0 && (peer.empty() || other_rate > rates[peer])) peer = other, variant = v;
       }
       std::printf("%-44s %14.4g", name.c_str(), rate);
       if (!peer.empty()) std::printf(" %14.4g %8.2fx", rates[peer], rate / rates[peer]);
       else std::printf(" %14s %9s", "-", "-");
       if (rates.count(limit) && rates[limit] > 0) std::printf(" %14.4g %8.1f%%", rates[limit], 100.0 * rate / rates[limit]);
-      else if (!peer.empty()) std::printf(" %14s %9s", "", "");
-      if (!peer.empty() && peer != prefix + "/libtorch" + suffix) std::printf("  (peer: %s)", peer.substr(prefix.size() + 1, peer.size() - prefix.size() - 1 - suffix.size()).c_str());
+      else if (!variant.empty()) std::printf(" %14s %9s", "", "");
+      if (!variant.empty()) std::printf("  (peer: libtorch%s)", variant.c_str());
       std::printf("\n");
     }
   }
