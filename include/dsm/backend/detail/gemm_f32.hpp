@@ -186,7 +186,12 @@ DSM_HOT_KERNEL void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, flo
 #if defined(__AVX2__)
         if constexpr (plain_float) {  // 8 depths at a time through a register transpose
           constexpr int groups = (mr + 7) / 8;
-          for (; p + 8 < k; p += 8, dst += 8 * mr) pack_transposed_block8<groups>(base + p, a.rs, mr - 8 * (groups - 1), dst, mr);
+          const bool prefetch = r0 + 3 * mr <= m;
+          for (; p + 8 < k; p += 8, dst += 8 * mr) {
+            if (prefetch && (p & 15) == 0)  // the panel after next, a line per row: short rows give the hardware prefetcher nothing to lock on
+              for (int i = 0; i < mr; ++i) __builtin_prefetch(base + (2 * mr + i) * a.rs + p, 0, 2);
+            pack_transposed_block8<groups>(base + p, a.rs, mr - 8 * (groups - 1), dst, mr);
+          }
         }
 #endif
         for (; p < k; ++p) {
@@ -227,7 +232,11 @@ DSM_HOT_KERNEL void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, flo
 #if defined(__AVX2__)
     if constexpr (std::is_same_v<T, float>) {
       if (cols == nr && b.rs == 1) {  // transposed B (x W^T): depth runs are contiguous, 8 x 8 transposes
-        for (; p + 8 <= k; p += 8) pack_transposed_block8<nr / 8>(b.p + c0 * b.cs + p, b.cs, 8, panel + p * nr, nr);
+        for (; p + 8 <= k; p += 8) {
+          if ((p & 15) == 0 && p + 64 < k)  // 16 short row streams: each one 64 depths ahead
+            for (int j = 0; j < nr; ++j) __builtin_prefetch(b.p + (c0 + j) * b.cs + p + 64, 0, 2);
+          pack_transposed_block8<nr / 8>(b.p + c0 * b.cs + p, b.cs, 8, panel + p * nr, nr);
+        }
       }
     }
 #endif
@@ -344,6 +353,24 @@ inline void run_micro_kernel(std::int64_t k, const float* ap, const float* bp, f
   if (m == 2) return micro_kernel<2>(k, ap, bp, c, ldc, m, n, alpha, beta);
   if (m <= 4 && mr > 4) return micro_kernel<(mr > 4 ? 4 : mr)>(k, ap, bp, c, ldc, m, n, alpha, beta);
   micro_kernel<mr>(k, ap, bp, c, ldc, m, n, alpha, beta);
+}
+
+/// Prefetches slice `part` of `parts` of an A block [rows, k], along whichever of its dimensions
+/// is contiguous in memory (a block with neither is left to the packing).
+template <class T>
+inline void prefetch_slice(const View<T>& a, std::int64_t rows, std::int64_t k, std::int64_t part, std::int64_t parts) {
+  constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(T));
+  if (a.cs == 1) {  // row-major: whole rows
+    for (std::int64_t i = rows * part / parts, end = rows * (part + 1) / parts; i < end; ++i) {
+      for (std::int64_t p = 0; p < k; p += line) __builtin_prefetch(a.p + i * a.rs + p, 0, 2);
+      __builtin_prefetch(a.p + i * a.rs + k - 1, 0, 2);  // the row's last line when it starts mid-line
+    }
+  } else if (a.rs == 1) {  // transposed: whole depth runs
+    for (std::int64_t p = k * part / parts, end = k * (part + 1) / parts; p < end; ++p) {
+      for (std::int64_t i = 0; i < rows; i += line) __builtin_prefetch(a.p + p * a.cs + i, 0, 2);
+      __builtin_prefetch(a.p + p * a.cs + rows - 1, 0, 2);
+    }
+  }
 }
 
 /// Per-thread packing buffers, grown on demand and reused across calls.
@@ -551,8 +578,16 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         for (std::int64_t q = q_regular; q < q1; ++q)
           pack_a(View<TA>{a.p + panels.row(q) * a.rs + pc * a.cs, a.rs, a.cs}, panels.height(q), kc, apack + (q - q0) * mr * kc);
         if constexpr (std::is_same_v<TA, float>) round_packed(round, apack, (q1 - q0) * mr * kc);
+        // The next row block's A is read by its packing straight after these products; alone,
+        // that read waits on memory (an activation saved for the backward, or rows too short for
+        // the hardware prefetcher), so ask for it now, a slice per B panel.
+        const std::int64_t next_ib = (item + 1) / col_groups;
+        const bool prefetch_next = item + 1 < items && next_ib != ib;
+        const std::int64_t next_r0 = prefetch_next ? panels.row(m_panels * next_ib / m_blocks) : 0;
+        const std::int64_t next_rows = prefetch_next ? panels.row(m_panels * (next_ib + 1) / m_blocks) - next_r0 : 0;
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
+          if (prefetch_next) prefetch_slice(View<TA>{a.p + next_r0 * a.rs + pc * a.cs, a.rs, a.cs}, next_rows, kc, jp - p0, p1 - p0);
           for (std::int64_t q = q0; q < q1; ++q)
             run_micro_kernel(kc, apack + (q - q0) * mr * kc, bpack + j0 * kc, c + panels.row(q) * ldc + jc + j0, ldc, panels.height(q), ncols, alpha,
                              beta_here);
