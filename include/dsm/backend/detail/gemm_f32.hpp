@@ -568,6 +568,7 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
       // Split the B panels too when there are fewer row blocks than threads.
       const std::int64_t col_groups = std::min<std::int64_t>(n_panels, std::max<std::int64_t>(1, (threads + m_blocks - 1) / m_blocks));
       const std::int64_t items = m_blocks * col_groups;
+      const bool pack_b_lazily = !packed && threads == 1;
       auto run_item = [&](std::int64_t item) {
         const std::int64_t ib = item / col_groups, g = item % col_groups;
         const std::int64_t q0 = m_panels * ib / m_blocks, q1 = m_panels * (ib + 1) / m_blocks;  // this block's panels
@@ -585,12 +586,25 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         const bool prefetch_next = item + 1 < items && next_ib != ib;
         const std::int64_t next_r0 = prefetch_next ? panels.row(m_panels * next_ib / m_blocks) : 0;
         const std::int64_t next_rows = prefetch_next ? panels.row(m_panels * (next_ib + 1) / m_blocks) - next_r0 : 0;
+        // One thread packs B a panel at a time as the first row block reaches it, the next
+        // panel's source prefetched during this one's products (packed all at once, B's first
+        // read from memory stalled the thread).
+        const bool pack_b_here = pack_b_lazily && ib == 0;
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
           if (prefetch_next) prefetch_slice(View<TA>{a.p + next_r0 * a.rs + pc * a.cs, a.rs, a.cs}, next_rows, kc, jp - p0, p1 - p0);
-          for (std::int64_t q = q0; q < q1; ++q)
+          if (pack_b_here) {
+            pack_b(View<TB>{bblk.p + j0 * bblk.cs, bblk.rs, bblk.cs}, kc, ncols, bpack + j0 * kc);
+            if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack + j0 * kc, nr * kc);
+          }
+          const bool prefetch_b = pack_b_here && jp + 1 < p1;
+          const std::int64_t next_cols = std::min<std::int64_t>(nr, nc - j0 - nr);
+          for (std::int64_t q = q0; q < q1; ++q) {
+            if (prefetch_b)  // panel jp + 1 of B seen as a [columns, depth] block
+              prefetch_slice(View<TB>{bblk.p + (j0 + nr) * bblk.cs, bblk.cs, bblk.rs}, next_cols, kc, q - q0, q1 - q0);
             run_micro_kernel(kc, apack + (q - q0) * mr * kc, bpack + j0 * kc, c + panels.row(q) * ldc + jc + j0, ldc, panels.height(q), ncols, alpha,
                              beta_here);
+          }
         }
       };
 #if defined(_OPENMP)
@@ -611,11 +625,7 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         continue;
       }
 #endif
-      if (!packed) {
-        pack_b(bblk, kc, nc, bpack);
-        if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack, n_panels * nr * kc);
-      }
-      for (std::int64_t item = 0; item < items; ++item) run_item(item);
+      for (std::int64_t item = 0; item < items; ++item) run_item(item);  // B packed by the first (pack_b_lazily)
     }
   }
 }
