@@ -220,7 +220,16 @@ DSM_HOT_KERNEL void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, flo
 /// Packs depth [0, k) x columns [0, n) of B into NR-wide panels, zero-padding the last one.
 template <class T>
 DSM_HOT_KERNEL void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
-  for (std::int64_t c0 = 0; c0 < n; c0 += nr) {
+  constexpr std::int64_t group = 4 * nr;  // row-major B: four panels a row at a time, 256 contiguous bytes
+  const std::int64_t grouped = b.cs == 1 ? n / group * group : 0;
+  for (std::int64_t c0 = 0; c0 < grouped; c0 += group)
+    for (std::int64_t p = 0; p < k; ++p) {
+      const T* row = b.p + p * b.rs + c0;
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; ++g)
+        for (int j = 0; j < nr; ++j) dst[(c0 + g * nr) * k + p * nr + j] = widen(row[g * nr + j]);
+    }
+  for (std::int64_t c0 = grouped; c0 < n; c0 += nr) {
     const std::int64_t cols = std::min<std::int64_t>(nr, n - c0);
     float* panel = dst + c0 * k;
     if (cols == nr && b.cs == 1) {  // unit-stride rows of B: straight copies
@@ -240,11 +249,8 @@ DSM_HOT_KERNEL void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, flo
       }
     }
 #endif
-    for (; p < k; ++p) {
-      std::int64_t j = 0;
-      for (; j < cols; ++j) panel[p * nr + j] = b.at(p, c0 + j);
-      for (; j < nr; ++j) panel[p * nr + j] = 0.f;
-    }
+    for (; p < k; ++p)
+      for (int j = 0; j < nr; ++j) panel[p * nr + j] = j < cols ? b.at(p, c0 + j) : 0.f;
   }
 }
 
@@ -586,22 +592,25 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         const bool prefetch_next = item + 1 < items && next_ib != ib;
         const std::int64_t next_r0 = prefetch_next ? panels.row(m_panels * next_ib / m_blocks) : 0;
         const std::int64_t next_rows = prefetch_next ? panels.row(m_panels * (next_ib + 1) / m_blocks) - next_r0 : 0;
-        // One thread packs B a panel at a time as the first row block reaches it, the next
-        // panel's source prefetched during this one's products (packed all at once, B's first
-        // read from memory stalled the thread).
+        // One thread packs B four panels at a time as the first row block reaches them, the next
+        // four panels' source prefetched during these ones' products (packed all at once, B's
+        // first read from memory stalled the thread).
         const bool pack_b_here = pack_b_lazily && ib == 0;
+        constexpr std::int64_t group = 4;
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
           if (prefetch_next) prefetch_slice(View<TA>{a.p + next_r0 * a.rs + pc * a.cs, a.rs, a.cs}, next_rows, kc, jp - p0, p1 - p0);
-          if (pack_b_here) {
-            pack_b(View<TB>{bblk.p + j0 * bblk.cs, bblk.rs, bblk.cs}, kc, ncols, bpack + j0 * kc);
-            if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack + j0 * kc, nr * kc);
+          const std::int64_t group_from = p0 + (jp - p0) / group * group, group_panels = std::min(group, p1 - group_from);
+          if (pack_b_here && jp == group_from) {
+            pack_b(View<TB>{bblk.p + j0 * bblk.cs, bblk.rs, bblk.cs}, kc, std::min(group * nr, nc - j0), bpack + j0 * kc);
+            if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack + j0 * kc, group_panels * nr * kc);
           }
-          const bool prefetch_b = pack_b_here && jp + 1 < p1;
-          const std::int64_t next_cols = std::min<std::int64_t>(nr, nc - j0 - nr);
+          const std::int64_t next_j0 = (group_from + group) * nr, next_cols = std::min(group * nr, nc - next_j0);
+          const bool prefetch_b = pack_b_here && next_cols > 0;
           for (std::int64_t q = q0; q < q1; ++q) {
-            if (prefetch_b)  // panel jp + 1 of B seen as a [columns, depth] block
-              prefetch_slice(View<TB>{bblk.p + (j0 + nr) * bblk.cs, bblk.cs, bblk.rs}, next_cols, kc, q - q0, q1 - q0);
+            if (prefetch_b)  // the next four panels of B, seen as a [columns, depth] block
+              prefetch_slice(View<TB>{bblk.p + next_j0 * bblk.cs, bblk.cs, bblk.rs}, next_cols, kc, (jp - group_from) * (q1 - q0) + (q - q0),
+                             group_panels * (q1 - q0));
             run_micro_kernel(kc, apack + (q - q0) * mr * kc, bpack + j0 * kc, c + panels.row(q) * ldc + jc + j0, ldc, panels.height(q), ncols, alpha,
                              beta_here);
           }
@@ -613,10 +622,10 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         {
           if (!packed) {
 #pragma omp for schedule(static)
-            for (std::int64_t p = 0; p < n_panels; ++p)
-            {
-              pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(nr, nc - p * nr), bpack + p * nr * kc);
-              if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack + p * nr * kc, nr * kc);
+            for (std::int64_t p = 0; p < n_panels; p += 4) {  // four panels an iteration: pack_b reads a row-major B's rows 256 bytes at a time
+              const std::int64_t panels_here = std::min<std::int64_t>(4, n_panels - p);
+              pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(4 * nr, nc - p * nr), bpack + p * nr * kc);
+              if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack + p * nr * kc, panels_here * nr * kc);
             }
           }
 #pragma omp for schedule(static)
