@@ -94,6 +94,7 @@ constexpr int nr = nv * Vec::lanes;           // micro-tile width
 constexpr std::int64_t kc_block = DSM_GEMM_KC;                 // depth of a packed block
 constexpr std::int64_t mc_block = mr * DSM_GEMM_MC_PANELS;     // rows of a packed A block (L2)
 constexpr std::int64_t nc_block = nr * 256;                    // columns of a packed B block (L3)
+constexpr std::int64_t b_group_panels = 4;  // B panels packed together: a row-major B's rows read 256 bytes at a time
 
 /// The float a packed element holds.
 template <class T>
@@ -220,13 +221,15 @@ DSM_HOT_KERNEL void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, flo
 /// Packs depth [0, k) x columns [0, n) of B into NR-wide panels, zero-padding the last one.
 template <class T>
 DSM_HOT_KERNEL void pack_b(const View<T>& b, std::int64_t k, std::int64_t n, float* dst) {
-  constexpr std::int64_t group = 4 * nr;  // row-major B: four panels a row at a time, 256 contiguous bytes
+  // Row-major B: b_group_panels panels a row at a time (one line per panel and pass revisits rows a
+  // power-of-two distance apart, which share a few L1 sets).
+  constexpr std::int64_t group = b_group_panels * nr;
   const std::int64_t grouped = b.cs == 1 ? n / group * group : 0;
   for (std::int64_t c0 = 0; c0 < grouped; c0 += group)
     for (std::int64_t p = 0; p < k; ++p) {
       const T* row = b.p + p * b.rs + c0;
 #pragma GCC unroll 4
-      for (int g = 0; g < 4; ++g)
+      for (int g = 0; g < b_group_panels; ++g)
         for (int j = 0; j < nr; ++j) dst[(c0 + g * nr) * k + p * nr + j] = widen(row[g * nr + j]);
     }
   for (std::int64_t c0 = grouped; c0 < n; c0 += nr) {
@@ -592,11 +595,11 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         const bool prefetch_next = item + 1 < items && next_ib != ib;
         const std::int64_t next_r0 = prefetch_next ? panels.row(m_panels * next_ib / m_blocks) : 0;
         const std::int64_t next_rows = prefetch_next ? panels.row(m_panels * (next_ib + 1) / m_blocks) - next_r0 : 0;
-        // One thread packs B four panels at a time as the first row block reaches them, the next
-        // four panels' source prefetched during these ones' products (packed all at once, B's
-        // first read from memory stalled the thread).
+        // One thread packs B a group of panels at a time as the first row block reaches them, the
+        // next group's source prefetched during these products (packed all at once, B's first
+        // read from memory stalled the thread).
         const bool pack_b_here = pack_b_lazily && ib == 0;
-        constexpr std::int64_t group = 4;
+        constexpr std::int64_t group = b_group_panels;
         for (std::int64_t jp = p0; jp < p1; ++jp) {
           const std::int64_t j0 = jp * nr, ncols = std::min<std::int64_t>(nr, nc - j0);
           if (prefetch_next) prefetch_slice(View<TA>{a.p + next_r0 * a.rs + pc * a.cs, a.rs, a.cs}, next_rows, kc, jp - p0, p1 - p0);
@@ -608,7 +611,7 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
           const std::int64_t next_j0 = (group_from + group) * nr, next_cols = std::min(group * nr, nc - next_j0);
           const bool prefetch_b = pack_b_here && next_cols > 0;
           for (std::int64_t q = q0; q < q1; ++q) {
-            if (prefetch_b)  // the next four panels of B, seen as a [columns, depth] block
+            if (prefetch_b)  // the next group of B panels, seen as a [columns, depth] block
               prefetch_slice(View<TB>{bblk.p + next_j0 * bblk.cs, bblk.cs, bblk.rs}, next_cols, kc, (jp - group_from) * (q1 - q0) + (q - q0),
                              group_panels * (q1 - q0));
             run_micro_kernel(kc, apack + (q - q0) * mr * kc, bpack + j0 * kc, c + panels.row(q) * ldc + jc + j0, ldc, panels.height(q), ncols, alpha,
@@ -622,9 +625,9 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
         {
           if (!packed) {
 #pragma omp for schedule(static)
-            for (std::int64_t p = 0; p < n_panels; p += 4) {  // four panels an iteration: pack_b reads a row-major B's rows 256 bytes at a time
-              const std::int64_t panels_here = std::min<std::int64_t>(4, n_panels - p);
-              pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min<std::int64_t>(4 * nr, nc - p * nr), bpack + p * nr * kc);
+            for (std::int64_t p = 0; p < n_panels; p += b_group_panels) {
+              const std::int64_t panels_here = std::min(b_group_panels, n_panels - p);
+              pack_b(View<TB>{bblk.p + p * nr * bblk.cs, bblk.rs, bblk.cs}, kc, std::min(b_group_panels * nr, nc - p * nr), bpack + p * nr * kc);
               if constexpr (std::is_same_v<TB, float>) round_packed(round, bpack + p * nr * kc, panels_here * nr * kc);
             }
           }
