@@ -117,10 +117,12 @@ TEST_CASE("bf16 inputs are widened while packing and accumulate in float") {
 
 TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shapes checked") {
   // 40 x 4100 x 600 has two column blocks and three depth blocks: packed B is read block by block
-  // at its offsets, and 1 and 2 threads give the same bits.
+  // at its offsets, and 1 and 2 threads give the same bits. 197 x 1100 x 400 has three row blocks,
+  // two depth blocks and B panels in groups of four with a partial group and panel: one thread
+  // packs B group by group as the first row block reaches it, two threads pack it up front.
   dsm::Generator gen(17);
   const int saved = dsm::get_num_threads();
-  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{32, 512, 128}, {7, 100, 400}, {1, 33, 5}, {40, 4100, 600}}) {
+  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{32, 512, 128}, {7, 100, 400}, {1, 33, 5}, {40, 4100, 600}, {197, 1100, 400}}) {
     CAPTURE(m);
     CAPTURE(n);
     CAPTURE(k);
@@ -133,9 +135,11 @@ TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shape
       const auto a = dsm::Tensor<float>::randn({m, k}, gen);
       dsm::Tensor<float> c1 = dsm::Tensor<float>::ones({m, n}), c2 = dsm::Tensor<float>::ones({m, n});
       dsm::Tensor<float> c3 = dsm::Tensor<float>::ones({m, n}), c4 = dsm::Tensor<float>::ones({m, n});
+      dsm::Tensor<float> c5 = dsm::Tensor<float>::ones({m, n});
       dsm::set_num_threads(1);
       dsm::cpu::gemm(false, false, m, n, k, 1.5f, a.data(), k, w.data(), n, 0.5f, c1.data(), n);
       dsm::cpu::gemm_packed_b(false, m, n, k, 1.5f, a.data(), k, packed, 0.5f, c2.data(), n);
+      dsm::cpu::gemm(false, true, m, n, k, 1.5f, a.data(), k, wt.data(), k, 0.5f, c5.data(), n);  // B stored transposed
       dsm::set_num_threads(2);
       dsm::cpu::gemm(false, false, m, n, k, 1.5f, a.data(), k, w.data(), n, 0.5f, c3.data(), n);
       dsm::cpu::gemm_packed_b(false, m, n, k, 1.5f, a.data(), k, packed, 0.5f, c4.data(), n);
@@ -144,6 +148,7 @@ TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shape
       CHECK(c2.to_vector() == want);
       CHECK(c3.to_vector() == want);
       CHECK(c4.to_vector() == want);
+      if (m > 4) CHECK(c5.to_vector() == want);  // (up to 4 rows, a transposed B is read unpacked)
       double worst = 0;  // and right: a few entries against the double product
       for (std::int64_t i = 0; i < m; i += std::max<std::int64_t>(1, m / 5))
         for (std::int64_t j = 0; j < n; j += std::max<std::int64_t>(1, n / 37)) {
