@@ -76,12 +76,14 @@ TEST_CASE_TEMPLATE("gemm honours transpose flags, leading dimensions, alpha and 
 
 TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every block edge") {
   // Sizes straddle the micro-tile (6 x 16 or 12 x 32), the A block, the depth block and the B block;
-  // 32 rows end in two 4-row panels.
+  // 32 rows end in two 4-row panels; 29 and 197 in a 5-row one, 9 in a 3-row one (partial panels
+  // are packed apart from full ones).
   struct Dims {
     std::int64_t m, n, k;
   };
   dsm::Generator g{3};
-  for (const Dims d : {Dims{1, 1, 1}, Dims{7, 17, 5}, Dims{13, 33, 385}, Dims{197, 45, 777}, Dims{5, 4100, 9}, Dims{32, 50, 400}, Dims{64, 64, 0}}) {
+  for (const Dims d : {Dims{1, 1, 1}, Dims{7, 17, 5}, Dims{13, 33, 385}, Dims{197, 45, 777}, Dims{5, 4100, 9}, Dims{32, 50, 400}, Dims{29, 16, 17},
+                       Dims{9, 20, 300}, Dims{64, 64, 0}}) {
     CAPTURE(d.m);
     CAPTURE(d.n);
     CAPTURE(d.k);
@@ -94,7 +96,10 @@ TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every b
                               std::max<std::int64_t>(bs.size(1), 1), -1.f, c.data(), d.n);
         // Reference in double; the error bound grows with sqrt(k) times the float epsilon.
         double worst = 0;
-        for (std::int64_t i = 0; i < d.m; i += std::max<std::int64_t>(1, d.m / 9))
+        std::vector<std::int64_t> rows;  // a spread of rows, and the last rows: the partial panel
+        for (std::int64_t i = 0; i < d.m; i += std::max<std::int64_t>(1, d.m / 9)) rows.push_back(i);
+        for (std::int64_t i = std::max<std::int64_t>(0, d.m - 5); i < d.m; ++i) rows.push_back(i);
+        for (const std::int64_t i : rows)
           for (std::int64_t j = 0; j < d.n; j += std::max<std::int64_t>(1, d.n / 31)) {
             double s = -1.0;
             for (std::int64_t p = 0; p < d.k; ++p) s += static_cast<double>(a(i, p)) * b(p, j);
