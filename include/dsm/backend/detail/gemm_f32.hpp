@@ -221,18 +221,10 @@ DSM_HOT_KERNEL void pack_a(const View<T>& a, std::int64_t m, std::int64_t k, flo
 #endif
     // The padding is zeroed whole, MR wide: a loop over [rows, MR) became a `rep stos` per depth,
     // whose start-up cost made a transposed 8-row A pack at a quarter of the row-major speed.
-    if (a.cs == 1 || a.rs == 1) {
-      for (; p < k; ++p, dst += mr) {
-#pragma GCC unroll 16
-        for (int i = 0; i < mr; ++i) dst[i] = 0.f;
-        for (std::int64_t i = 0; i < rows; ++i) dst[i] = widen(base[i * a.rs + p * a.cs]);
-      }
-      continue;
-    }
     for (; p < k; ++p, dst += mr) {
 #pragma GCC unroll 16
       for (int i = 0; i < mr; ++i) dst[i] = 0.f;
-      for (std::int64_t i = 0; i < rows; ++i) dst[i] = a.at(r0 + i, p);
+      for (std::int64_t i = 0; i < rows; ++i) dst[i] = widen(base[i * a.rs + p * a.cs]);
     }
   }
 }
