@@ -105,6 +105,107 @@ TEST_CASE("crf_nll equals brute-force enumeration, every reduction, lengths incl
   CHECK(F::crf_nll(e, gold, lengths, s, F::CRFReduction::token_mean).item() == doctest::Approx(total / 7).epsilon(1e-12));
 }
 
+namespace {
+
+/// The gradients of the summed NLL by brute force: each path's probability added to its tags'
+/// emissions, start, end and transitions, the gold path's one-hots subtracted.
+struct BruteGradients {
+  std::vector<double> emissions, start, end, transitions;
+};
+BruteGradients brute_gradients(const Tensor<double>& e, const std::vector<std::int64_t>& lengths, const Tensor<std::int64_t>& gold,
+                               const F::CRFScores<double>& s) {
+  const std::int64_t nb = e.size(0), steps = e.size(1), k = e.size(2);
+  BruteGradients g{std::vector<double>(static_cast<std::size_t>(nb * steps * k)), std::vector<double>(static_cast<std::size_t>(k)),
+                   std::vector<double>(static_cast<std::size_t>(k)), std::vector<double>(static_cast<std::size_t>(k * k))};
+  for (std::int64_t b = 0; b < nb; ++b) {
+    const std::int64_t len = lengths[static_cast<std::size_t>(b)];
+    if (len == 0) continue;
+    const auto paths = enumerate_paths(e, b, len, s);
+    const double log_z = brute_log_z(paths);
+    auto add = [&](const std::vector<std::int64_t>& path, double w) {
+      for (std::int64_t t = 0; t < len; ++t) g.emissions[static_cast<std::size_t>((b * steps + t) * k + path[static_cast<std::size_t>(t)])] += w;
+      g.start[static_cast<std::size_t>(path.front())] += w;
+      g.end[static_cast<std::size_t>(path.back())] += w;
+      for (std::int64_t t = 1; t < len; ++t) g.transitions[static_cast<std::size_t>(path[static_cast<std::size_t>(t - 1)] * k + path[static_cast<std::size_t>(t)])] += w;
+    };
+    for (const auto& p : paths) add(p.path, std::exp(p.score - log_z));
+    add(std::vector<std::int64_t>(gold.data() + b * steps, gold.data() + b * steps + len), -1.0);
+  }
+  return g;
+}
+
+/// Runs crf_nll (sum) in T on double inputs and returns the gradients in double.
+template <class T>
+BruteGradients crf_gradients(const Tensor<double>& e, const std::vector<std::int64_t>& lengths, const Tensor<std::int64_t>& gold,
+                             const F::CRFScores<double>& s) {
+  const Var<T> ev(e.to<T>(), true);
+  const F::CRFScores<T> st{Var<T>(s.start.value().to<T>(), true), Var<T>(s.end.value().to<T>(), true), Var<T>(s.transitions.value().to<T>(), true)};
+  F::crf_nll(ev, gold, lengths, st, F::CRFReduction::sum).backward();
+  auto vec = [](const Var<T>& v) { return v.grad().template to<double>().to_vector(); };
+  return {vec(ev), vec(st.start), vec(st.end), vec(st.transitions)};
+}
+
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+  CHECK(worst < tol);
+}
+
+}  // namespace
+
+TEST_CASE("crf_nll gradients equal brute-force marginals with 20 and 30 tags, in double and float") {
+  // 20 tags fill one 24-wide column block of the forward algorithm's product, 30 a full block and
+  // a partial one; the pair marginals are summed in factored form.
+  for (const std::int64_t k : {20, 30}) {
+    CAPTURE(k);
+    dsm::Generator gen(static_cast<std::uint64_t>(k));
+    const Tensor<double> e = Tensor<double>(Tensor<double>::randn({3, 3, k}, gen) * 2.0);
+    const auto s = random_scores(k, 5);
+    const std::vector<std::int64_t> lengths{3, 2, 1};
+    Tensor<std::int64_t> gold({3, 3});
+    for (std::int64_t i = 0; i < gold.numel(); ++i) gold.data()[i] = (i * 11 + 3) % k;
+    const auto want = brute_gradients(e, lengths, gold, s);
+    const auto d = crf_gradients<double>(e, lengths, gold, s);
+    check_close(d.emissions, want.emissions, 1e-12);
+    check_close(d.start, want.start, 1e-12);
+    check_close(d.end, want.end, 1e-12);
+    check_close(d.transitions, want.transitions, 1e-12);
+    const auto f = crf_gradients<float>(e, lengths, gold, s);
+    check_close(f.emissions, want.emissions, 2e-6);
+    check_close(f.transitions, want.transitions, 2e-6);
+  }
+}
+
+TEST_CASE("crf_nll pair marginals stay right when the best tags on either side are joined by an unlikely transition") {
+  // Tag 0 wins step 0 and tag 1 step 1 by `gap`, but 0 -> 1 is forbidden and 1 -> 1 scores
+  // `bonus`: the factored pair marginals' scale r is then `gap`, and past 80 these steps take one
+  // exp per pair. Float's forward algorithm itself loses paths below e^-87 of the best, so the
+  // widest gap runs in double only.
+  const std::int64_t k = 2;
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const Tensor<std::int64_t> gold = Tensor<std::int64_t>::from_range(std::vector<std::int64_t>{1, 1}, {1, 2});
+  const std::vector<std::int64_t> lengths{2};
+  for (const double gap : {60.0, 82.0, 200.0}) {
+    CAPTURE(gap);
+    const double bonus = std::min(gap / 8, 20.0);
+    const Tensor<double> e = Tensor<double>::from_range(std::vector<double>{0, -gap, -gap, 0}, {1, 2, k});
+    const F::CRFScores<double> s{Var<double>(Tensor<double>::zeros({k})), Var<double>(Tensor<double>::zeros({k})),
+                                 Var<double>(Tensor<double>::from_range(std::vector<double>{0, ninf, 0, bonus}, {k, k}))};
+    const auto want = brute_gradients(e, lengths, gold, s);
+    CHECK(want.transitions[0] > 1e-10);  // the path 0 -> 0 has a visible share
+    const auto d = crf_gradients<double>(e, lengths, gold, s);
+    check_close(d.emissions, want.emissions, 1e-12);
+    check_close(d.transitions, want.transitions, 1e-12);
+    if (gap < 87) {
+      // Log-space scores near 80 carry float rounding of about 4e-6, and so do the marginals.
+      const auto f = crf_gradients<float>(e, lengths, gold, s);
+      check_close(f.emissions, want.emissions, 2e-5);
+      check_close(f.transitions, want.transitions, 2e-5);
+    }
+  }
+}
+
 TEST_CASE("Viterbi and n-best equal the brute-force ranking, with and without BIO constraints") {
   const std::int64_t nb = 3, steps = 4, k = 5;
   dsm::Generator gen(3);
