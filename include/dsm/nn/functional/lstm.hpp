@@ -107,18 +107,20 @@ void lstm_cell_forward(std::int64_t h, const T* pre, const T* bias, T* act, cons
   }
 }
 
-/// The backward of one valid row: from the activated gates a4, c_{t-1}, dh (total) and dc (in:
-/// from step t+1, out: to step t-1), writes the pre-activation gradients d4.
+/// The backward of one valid row: from the activated gates a4, c_{t-1}, the output's gradient dy
+/// plus the one from step t+1, dh_next, and dc (in: from step t+1, out: to step t-1), writes the
+/// pre-activation gradients d4. tanh(c_t) is recomputed: saving it from the forward measured no
+/// faster (this loop waits on the saved gates' reads, not on its arithmetic).
 template <class T>
-void lstm_cell_backward(std::int64_t h, const T* a4, const T* c_prev, const T* dh, T* dc, T* d4) {
+void lstm_cell_backward(std::int64_t h, const T* a4, const T* c_prev, const T* dy, const T* dh_next, T* dc, T* d4) {
   DSM_SIMD for (std::int64_t j = 0; j < h; ++j) {
     const T i = a4[j], f = a4[h + j], g = a4[2 * h + j], o = a4[3 * h + j];
-    const T c = f * c_prev[j] + i * g, tc = math::fast_tanh(c);
-    const T dct = dc[j] + dh[j] * o * (T(1) - tc * tc);
+    const T c = f * c_prev[j] + i * g, tc = math::fast_tanh(c), dh = dy[j] + dh_next[j];
+    const T dct = dc[j] + dh * o * (T(1) - tc * tc);
     d4[j] = dct * g * i * (T(1) - i);
     d4[h + j] = dct * c_prev[j] * f * (T(1) - f);
     d4[2 * h + j] = dct * i * (T(1) - g * g);
-    d4[3 * h + j] = dh[j] * tc * o * (T(1) - o);
+    d4[3 * h + j] = dh * tc * o * (T(1) - o);
     dc[j] = dct * f;
   }
 }
@@ -217,7 +219,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
   // [dx_t, dh_{t-1}] = dgates_t [W_ih, W_hh]; without dx only the W_hh columns.
   const std::int64_t x_cols = dx ? in : 0, n_out = x_cols + h;
   std::vector<T> dh(static_cast<std::size_t>(nb * h)), dc(static_cast<std::size_t>(nb * h));
-  std::vector<T> dxh(static_cast<std::size_t>(nb * n_out)), dtotal(static_cast<std::size_t>(h));
+  std::vector<T> dxh(static_cast<std::size_t>(nb * n_out));
   for (std::int64_t b = 0; b < nb; ++b)  // the gradients reaching h_n and c_n ([B, H] rows, ld D*H)
     for (std::int64_t j = 0; j < h; ++j) {
       dh[static_cast<std::size_t>(b * h + j)] = dh_n[b * ldh + j];
@@ -236,9 +238,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
       }
       any = true;
       const T* dy = dout + out_row[static_cast<std::size_t>(r)] * ldh;
-      const T* dhb = dh.data() + b * h;
-      DSM_SIMD for (std::int64_t j = 0; j < h; ++j) dtotal[static_cast<std::size_t>(j)] = dy[j] + dhb[j];
-      lstm_cell_backward(h, d.gates + r * ldg, d.c_prev + r * ldh, dtotal.data(), dc.data() + b * h, dg);
+      lstm_cell_backward(h, d.gates + r * ldg, d.c_prev + r * ldh, dy, dh.data() + b * h, dc.data() + b * h, dg);
       if (dbias) DSM_SIMD for (std::int64_t j = 0; j < 4 * h; ++j) dbias[j] += dg[j];
     }
     if (!any) {  // every sequence is padded here: no gradient reaches x_t
