@@ -26,7 +26,7 @@ namespace dsm::fn {
 
 DSM_UNARY(Neg, "neg", -x, T(-1))
 DSM_UNARY(Exp, "exp", math::exp(x), y)
-DSM_UNARY(Log, "log", std::log(x), T(1) / x)
+DSM_UNARY(Log, "log", math::log(x), T(1) / x)
 DSM_UNARY(Log1p, "log1p", std::log1p(x), T(1) / (T(1) + x))
 DSM_UNARY(Expm1, "expm1", std::expm1(x), y + T(1))
 DSM_UNARY(Sqrt, "sqrt", std::sqrt(x), T(0.5) / y)
