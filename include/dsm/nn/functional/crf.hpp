@@ -114,33 +114,23 @@ void log_matvec(std::int64_t k, const T* cur, const T* exp_trans, T tmax, T* scr
     return;
   }
   DSM_SIMD for (std::int64_t i = 0; i < k; ++i) scratch[i] = math::exp_nonpositive(cur[i] - m);  // vectorized; libm's expf is a call per element
-  // Columns 24 at a time, summed in registers: accumulating into next[] in memory made each
-  // row's update wait on the previous row's store (K = 20 took 3x longer).
-  constexpr std::int64_t block = 24;
-  for (std::int64_t j0 = 0; j0 < kp; j0 += block) {
-    const std::int64_t width = std::min(block, kp - j0);
-    T acc[block];  // starts from row 0's terms: zeroing it first compiled to a slow-starting rep stos
-    if (width == block) {
-      DSM_SIMD for (std::int64_t j = 0; j < block; ++j) acc[j] = scratch[0] * exp_trans[j0 + j];
-      for (std::int64_t i = 1; i < k; ++i) {
-        const T p = scratch[i];
-        const T* row = exp_trans + i * kp + j0;
-        DSM_SIMD for (std::int64_t j = 0; j < block; ++j) acc[j] += p * row[j];
-      }
-    } else {
-      for (std::int64_t j = 0; j < width; j += 8)
-        DSM_SIMD for (std::int64_t l = 0; l < 8; ++l) acc[j + l] = scratch[0] * exp_trans[j0 + j + l];
-      for (std::int64_t i = 1; i < k; ++i) {
-        const T p = scratch[i];
-        const T* row = exp_trans + i * kp + j0;
-        for (std::int64_t j = 0; j < width; j += 8)
-          DSM_SIMD for (std::int64_t l = 0; l < 8; ++l) acc[j + l] += p * row[j + l];
-      }
+  // Columns 24 (then 8) at a time, summed in registers: accumulating into next[] in memory made
+  // each row's update wait on the previous row's store (K = 20 took 3x longer).
+  auto column_block = [&]<std::int64_t Width>(std::int64_t j0) {
+    T acc[Width];  // starts from row 0's terms: zeroing it first compiled to a slow-starting rep stos
+    DSM_SIMD for (std::int64_t j = 0; j < Width; ++j) acc[j] = scratch[0] * exp_trans[j0 + j];
+    for (std::int64_t i = 1; i < k; ++i) {
+      const T p = scratch[i];
+      const T* row = exp_trans + i * kp + j0;
+      DSM_SIMD for (std::int64_t j = 0; j < Width; ++j) acc[j] += p * row[j];
     }
     // log 0 = -inf: no path reaches j.
-    const std::int64_t valid = std::min(width, k - j0);
+    const std::int64_t valid = std::min(Width, k - j0);
     DSM_SIMD for (std::int64_t j = 0; j < valid; ++j) next[j0 + j] = m + tmax + math::log(acc[j]);
-  }
+  };
+  std::int64_t j0 = 0;
+  for (; j0 + 24 <= kp; j0 += 24) column_block.template operator()<24>(j0);
+  for (; j0 < kp; j0 += 8) column_block.template operator()<8>(j0);
 }
 
 /// exp(trans - tmax) and its transpose, rows padded to padded_tags(k) with zeros; tmax the
