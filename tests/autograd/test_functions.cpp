@@ -126,6 +126,18 @@ TEST_CASE("gradcheck: views") {
   DSM_GRADCHECK([](const Inputs& in) { return in[0].select(0, 1); }, x);
   DSM_GRADCHECK([](const Inputs& in) { return in[0].unsqueeze(1).expand({2, 5, 3, 4}); }, x);
   DSM_GRADCHECK([](const Inputs& in) { return in[0].narrow(0, 0, 1).squeeze(0); }, x);
+  DSM_GRADCHECK([](const Inputs& in) { return in[0].narrow(-1, -2, 2); }, x);  // the last two of dimension 2
+}
+
+TEST_CASE("narrow's gradient is exactly zero outside the range, whatever its memory held before") {
+  for (int round = 0; round < 3; ++round) {
+    { const Tensor<double> dirty = Tensor<double>::full({5, 4}, 7.0); }  // freed blocks that a gradient may reuse
+    V x(Tensor<double>::full({5, 4}, 1.0), true);
+    sum(x.narrow(0, 1 + round, 2) * 3.0).backward();
+    const Tensor<double> g = x.grad();
+    for (std::int64_t i = 0; i < 5; ++i)
+      for (std::int64_t j = 0; j < 4; ++j) CHECK(g.at({i, j}) == (i >= 1 + round && i < 3 + round ? 3.0 : 0.0));
+  }
 }
 
 TEST_CASE("gradcheck: topk and sort values, whose indices are plain tensors") {

@@ -66,7 +66,20 @@ Var<T, B> Var<T, B>::permute(const Shape& dims) const {
 }
 template <FloatingScalar T, class B>
 Var<T, B> Var<T, B>::narrow(std::int64_t dim, std::int64_t start, std::int64_t length) const {
-  return autograd::detail::selecting_view("narrow", *this, [=](const Tensor<T, B>& t) { return t.narrow(dim, start, length); });
+  Tensor<T, B> v = value().narrow(dim, start, length);  // checks the arguments
+  const int d = static_cast<int>(dim < 0 ? dim + rank() : dim);
+  if (start < 0) start += shape()[d];
+  // Only the parts outside the range are zeroed: the range itself receives the gradient (a
+  // zero fill of the whole input first wrote it twice; an LSTM's output is most of its value).
+  return autograd::make_result("narrow", std::move(v), {autograd::edge_of(*this)},
+                               [from = shape(), d, start, length](const Tensor<T, B>& g, const std::vector<autograd::Edge>& in) {
+                                 Tensor<T, B> gx(from);
+                                 const std::int64_t end = start + length, size = from[d];
+                                 if (start > 0) gx.narrow(d, 0, start).fill_(T(0));
+                                 if (end < size) gx.narrow(d, end, size - end).fill_(T(0));
+                                 gx.narrow(d, start, length).copy_(g);
+                                 autograd::accumulate_input(in[0], std::move(gx));
+                               });
 }
 template <FloatingScalar T, class B>
 Var<T, B> Var<T, B>::slice(std::int64_t dim, std::int64_t start, std::int64_t end, std::int64_t step) const {

@@ -134,8 +134,8 @@ struct DirectionBuffers {
   T* gates;        // column block of the [rows, D*4H] activated gates (ld D*4H)
   T* xh_prev;      // column block of [rows, D*(I+H)]: each step's GEMM input [x_t, h_{t-1}]
   T* c_prev;       // column block of [rows, D*H]: the cell state entering each step
-  T* out;          // column block of the packed output (rows of width D*H)
-  T* h_last;       // [B, H] rows of the packed output for h_n, c_n (ld D*H)
+  T* out;          // column block of the output (rows of width D*H, in x's row order)
+  T* h_last;       // [B, H] rows for h_n, c_n (ld D*H)
   T* c_last;
   const T* h0;     // [B, H] or null (zeros)
   const T* c0;
@@ -150,7 +150,7 @@ struct DirectionBuffers {
 /// The forward recurrence of one direction over x [rows, in].
 template <class T, class B>
 void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
-                            const T* x, const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row) {
+                            const T* x, const DirectionBuffers<T>& d) {
   const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h, k = in + h, ldx = n_dirs * k;
   const bool save = d.gates != nullptr && L.steps > 0;  // no steps: the state is h0, c0 and nothing is saved
   // Each step's GEMM input is [x_t, h_{t-1}] (B rows of I+H). When the backward will run, these
@@ -187,7 +187,7 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h
       const T* c_in = save ? d.c_prev + r * ldh : cs.data() + b * h;
       T* h_out = save && !last ? d.xh_prev + L.row(b, t_next) * ldx + in : xh.data() + b * k + in;
       T* c_out = save && !last ? d.c_prev + L.row(b, t_next) * ldh : cs.data() + b * h;
-      T* o = d.out + out_row[static_cast<std::size_t>(r)] * ldh;
+      T* o = d.out + r * ldh;
       if (t >= lengths[static_cast<std::size_t>(b)]) {  // padding: the state passes through
         if (h_out != h_in) std::copy(h_in, h_in + h, h_out);
         if (c_out != c_in) std::copy(c_in, c_in + h, c_out);
@@ -213,7 +213,7 @@ void lstm_direction_forward(const StepLayout& L, std::int64_t in, std::int64_t h
 /// while each row is in cache (a pass over dgates afterwards took 2% of a W5 step).
 template <class T, class B>
 void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t h, std::int64_t n_dirs, const std::vector<std::int64_t>& lengths,
-                             const DirectionBuffers<T>& d, const std::vector<std::int64_t>& out_row, const T* dout, const T* dh_n, const T* dc_n,
+                             const DirectionBuffers<T>& d, const T* dout, const T* dh_n, const T* dc_n,
                              T* dgates, T* dh0, T* dc0, T* dx, T* dbias) {
   const std::int64_t nb = L.batch, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
   // [dx_t, dh_{t-1}] = dgates_t [W_ih, W_hh]; without dx only the W_hh columns.
@@ -237,7 +237,7 @@ void lstm_direction_backward(const StepLayout& L, std::int64_t in, std::int64_t 
         continue;
       }
       any = true;
-      const T* dy = dout + out_row[static_cast<std::size_t>(r)] * ldh;
+      const T* dy = dout + r * ldh;
       lstm_cell_backward(h, d.gates + r * ldg, d.c_prev + r * ldh, dy, dh.data() + b * h, dc.data() + b * h, dg);
       if (dbias) DSM_SIMD for (std::int64_t j = 0; j < 4 * h; ++j) dbias[j] += dg[j];
     }
@@ -305,13 +305,9 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
 
   const detail::StepLayout L{nb, steps, o.batch_first ? 1 : nb, o.batch_first ? steps : 1};
   const std::int64_t rows = nb * steps, ldg = n_dirs * 4 * h, ldh = n_dirs * h;
-  // The node's value packs output, h_n and c_n: [B, T+2, D*H] (or [T+2, B, D*H]), the steps
-  // first, then the rows of h_n and of c_n; the three results are views of it.
-  std::vector<std::int64_t> out_row(static_cast<std::size_t>(rows));
-  for (std::int64_t b = 0; b < nb; ++b)
-    for (std::int64_t t = 0; t < steps; ++t) out_row[static_cast<std::size_t>(L.row(b, t))] = o.batch_first ? b * (steps + 2) + t : t * nb + b;
-  const bool batch_first = o.batch_first;
-  auto packed_state_row = [=](std::int64_t which, std::int64_t b) { return batch_first ? b * (steps + 2) + steps + which : (steps + which) * nb + b; };
+  // The node's value packs output, h_n and c_n as rows of width D*H: the B*T output rows in x's
+  // own order, then the B rows of h_n and the B rows of c_n. The three results are views of it,
+  // and the output is contiguous (a projection after it reshapes it to [B*T, D*H] without a copy).
 
   std::vector<autograd::Edge> edges{autograd::edge_of(x)};
   for (const auto& w : dirs) {
@@ -326,6 +322,7 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
   for (const auto& e : edges) records = records || e != nullptr;
   records = records && is_grad_enabled();
 
+  const Shape x_shape = x.shape();
   const Tensor<T, B> xv = x.value().contiguous().reshape({rows, in});
   Tensor<T, B> w_step({n_dirs * 4 * h, in + h}), bias_all = Tensor<T, B>::zeros({ldg});
   for (std::int64_t d = 0; d < n_dirs; ++d) {
@@ -351,46 +348,38 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
   }
 
   const Tensor<T, B> h0v = h0.defined() ? h0.value().contiguous() : Tensor<T, B>(), c0v = c0.defined() ? c0.value().contiguous() : Tensor<T, B>();
-  Tensor<T, B> packed(o.batch_first ? Shape{nb, steps + 2, ldh} : Shape{steps + 2, nb, ldh});
-  Tensor<T, B> last({2, nb, ldh});  // h_n and c_n as contiguous [B, D*H] blocks, then scattered into packed
+  Tensor<T, B> packed({rows + 2 * nb, ldh});
+  T* const last = packed.data() + rows * ldh;  // h_n's rows, then c_n's
   auto buffers = [=](std::int64_t d) {  // by value: the backward closure keeps its own copy
     return detail::DirectionBuffers<T>{w_step.data() + d * 4 * h * (in + h), bias_all.data() + d * 4 * h,
                                        records ? gates.data() + d * 4 * h : nullptr, records ? xh_prev.data() + d * (in + h) : nullptr,
-                                       records ? c_prev.data() + d * h : nullptr, packed.data() + d * h, last.data() + d * h, last.data() + nb * ldh + d * h,
+                                       records ? c_prev.data() + d * h : nullptr, packed.data() + d * h, last + d * h, last + nb * ldh + d * h,
                                        h0v.defined() ? h0v.data() + d * nb * h : nullptr, c0v.defined() ? c0v.data() + d * nb * h : nullptr, d == 1};
   };
-  detail::for_each_direction(n_dirs, [&](std::int64_t d) { detail::lstm_direction_forward<T, B>(L, in, h, n_dirs, lens, xv.data(), buffers(d), out_row); });
-  for (std::int64_t which = 0; which < 2; ++which)
-    for (std::int64_t b = 0; b < nb; ++b)
-      std::copy(last.data() + (which * nb + b) * ldh, last.data() + (which * nb + b + 1) * ldh, packed.data() + packed_state_row(which, b) * ldh);
+  detail::for_each_direction(n_dirs, [&](std::int64_t d) { detail::lstm_direction_forward<T, B>(L, in, h, n_dirs, lens, xv.data(), buffers(d)); });
 
   Var<T, B> result = autograd::make_result(
       op, packed, std::move(edges),
       [=](const Tensor<T, B>& dpacked0, const std::vector<autograd::Edge>& in_edges) {
         const Tensor<T, B> dpacked = dpacked0.contiguous();
-        Tensor<T, B> dlast({2, nb, ldh}), dgates({rows, ldg}), dstate({2, n_dirs, nb, h});
+        Tensor<T, B> dgates({rows, ldg}), dstate({2, n_dirs, nb, h});
+        const T* dlast = dpacked.data() + rows * ldh;  // the gradients of h_n's rows, then of c_n's
         bool bias_grads = false;
         for (std::int64_t d = 0; d < n_dirs; ++d) bias_grads = bias_grads || in_edges[static_cast<std::size_t>(3 + 4 * d)] || in_edges[static_cast<std::size_t>(4 + 4 * d)];
         Tensor<T, B> dbias = bias_grads ? Tensor<T, B>::zeros({n_dirs, 4 * h}) : Tensor<T, B>();
-        for (std::int64_t which = 0; which < 2; ++which)
-          for (std::int64_t b = 0; b < nb; ++b) {
-            const T* src = dpacked.data() + packed_state_row(which, b) * ldh;
-            std::copy(src, src + ldh, dlast.data() + (which * nb + b) * ldh);
-          }
         // Each direction's share of dx, summed after (both run at once on two threads).
         std::vector<Tensor<T, B>> dx_dir;
         if (in_edges[0])
           for (std::int64_t d = 0; d < n_dirs; ++d) dx_dir.emplace_back(Shape{rows, in});
         detail::for_each_direction(n_dirs, [&](std::int64_t d) {
-          detail::lstm_direction_backward<T, B>(L, in, h, n_dirs, lens, buffers(d), out_row, dpacked.data() + d * h, dlast.data() + d * h,
-                                                dlast.data() + nb * ldh + d * h, dgates.data() + d * 4 * h, dstate.data() + d * nb * h,
+          detail::lstm_direction_backward<T, B>(L, in, h, n_dirs, lens, buffers(d), dpacked.data() + d * h, dlast + d * h, dlast + nb * ldh + d * h, dgates.data() + d * 4 * h, dstate.data() + d * nb * h,
                                                 dstate.data() + (n_dirs + d) * nb * h, in_edges[0] ? dx_dir[static_cast<std::size_t>(d)].data() : nullptr,
                                                 bias_grads ? dbias.data() + d * 4 * h : nullptr);
         });
         if (in_edges[0]) {
           Tensor<T, B> dx = dx_dir[0];
           for (std::int64_t d = 1; d < n_dirs; ++d) dx += dx_dir[static_cast<std::size_t>(d)];
-          autograd::accumulate_input(in_edges[0], dx.reshape(batch_first ? Shape{nb, steps, in} : Shape{steps, nb, in}));
+          autograd::accumulate_input(in_edges[0], dx.reshape(x_shape));
         }
         for (std::int64_t d = 0; d < n_dirs; ++d) {
           const auto e = static_cast<std::size_t>(1 + 4 * d);
@@ -415,11 +404,10 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
         if (in_edges[e0 + 1]) autograd::accumulate_input(in_edges[e0 + 1], dstate.select(0, 1).clone());
       });
 
-  const std::int64_t time_dim = o.batch_first ? 1 : 0;
   auto state = [&](std::int64_t which) {  // [B, D*H] -> [D, B, H]
-    return result.select(time_dim, steps + which).reshape({nb, n_dirs, h}).transpose(0, 1);
+    return result.narrow(0, rows + which * nb, nb).reshape({nb, n_dirs, h}).transpose(0, 1);
   };
-  return {result.narrow(time_dim, 0, steps), state(0), state(1)};
+  return {result.narrow(0, 0, rows).reshape(o.batch_first ? Shape{nb, steps, ldh} : Shape{steps, nb, ldh}), state(0), state(1)};
 }
 
 /// Inference for a layer whose inputs are tokens: row v of table [V, D*4H] holds
@@ -455,8 +443,6 @@ LSTMLayerResult<T, B> lstm_layer_lookup(const Tensor<T, B>& table, const Tensor<
     if (id[r] < 0 || id[r] >= table.size(0)) fail<index_error>(op, "id ", id[r], " is outside the table's ", table.size(0), " rows");
 
   const detail::StepLayout L{nb, steps, o.batch_first ? 1 : nb, o.batch_first ? steps : 1};
-  std::vector<std::int64_t> out_row(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r) out_row[static_cast<std::size_t>(r)] = r;  // L.row(b, t) is already the output's row
   const Tensor<T, B> tv = table.contiguous(), h0v = h0.defined() ? h0.contiguous() : Tensor<T, B>(), c0v = c0.defined() ? c0.contiguous() : Tensor<T, B>();
   std::vector<Tensor<T, B>> w_hh;
   for (const auto& w : dirs) w_hh.push_back(w.w_hh.value().contiguous());
@@ -465,7 +451,7 @@ LSTMLayerResult<T, B> lstm_layer_lookup(const Tensor<T, B>& table, const Tensor<
     detail::DirectionBuffers<T> buf{w_hh[static_cast<std::size_t>(d)].data(), nullptr, nullptr, nullptr, nullptr, out.data() + d * h, last.data() + d * h,
                                     last.data() + nb * ldh + d * h, h0v.defined() ? h0v.data() + d * nb * h : nullptr,
                                     c0v.defined() ? c0v.data() + d * nb * h : nullptr, d == 1, tv.data() + d * 4 * h, id, ldg};
-    detail::lstm_direction_forward<T, B>(L, 0, h, n_dirs, lens, static_cast<const T*>(nullptr), buf, out_row);
+    detail::lstm_direction_forward<T, B>(L, 0, h, n_dirs, lens, static_cast<const T*>(nullptr), buf);
   });
   auto state = [&](std::int64_t which) { return Var<T, B>(last.select(0, which).reshape({nb, n_dirs, h}).transpose(0, 1).contiguous()); };
   return {Var<T, B>(out.reshape(o.batch_first ? Shape{nb, steps, ldh} : Shape{steps, nb, ldh})), state(0), state(1)};
