@@ -372,7 +372,8 @@ LSTMLayerResult<T, B> lstm_layer(const Var<T, B>& x, std::span<const LSTMDirecti
         if (in_edges[0])
           for (std::int64_t d = 0; d < n_dirs; ++d) dx_dir.emplace_back(Shape{rows, in});
         detail::for_each_direction(n_dirs, [&](std::int64_t d) {
-          detail::lstm_direction_backward<T, B>(L, in, h, n_dirs, lens, buffers(d), dpacked.data() + d * h, dlast + d * h, dlast + nb * ldh + d * h, dgates.data() + d * 4 * h, dstate.data() + d * nb * h,
+          detail::lstm_direction_backward<T, B>(L, in, h, n_dirs, lens, buffers(d), dpacked.data() + d * h, dlast + d * h, dlast + nb * ldh + d * h,
+                                                dgates.data() + d * 4 * h, dstate.data() + d * nb * h,
                                                 dstate.data() + (n_dirs + d) * nb * h, in_edges[0] ? dx_dir[static_cast<std::size_t>(d)].data() : nullptr,
                                                 bias_grads ? dbias.data() + d * 4 * h : nullptr);
         });
