@@ -53,6 +53,7 @@ TEST_CASE("views share storage") {
     CHECK(t.shape() == Shape{4, 3, 2});
     CHECK(t(3, 1, 0) == x(0, 1, 3));
     CHECK_FALSE(t.is_contiguous());
+    CHECK(x.transpose(0, 2).narrow(1, 1, 0).is_contiguous());  // no elements: contiguous, as in PyTorch
     t(3, 1, 0) = -1.f;
     CHECK(x(0, 1, 3) == -1.f);
     auto p = x.permute({1, 2, 0});

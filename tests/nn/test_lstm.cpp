@@ -161,6 +161,34 @@ TEST_CASE("lstm_layer gradcheck: one and two directions, lengths, initial state,
   }
 }
 
+TEST_CASE("lstm_layer's output is contiguous in both layouts, and zero steps give the initial state") {
+  for (const bool batch_first : {true, false}) {
+    CAPTURE(batch_first);
+    const std::int64_t nb = 2, in = 3, hs = 4;
+    dsm::Generator gen(5);
+    std::vector<F::LSTMDirection<double>> dirs;
+    for (int d = 0; d < 2; ++d)
+      dirs.push_back({Var<double>(Tensor<double>::randn({4 * hs, in}, gen), true), Var<double>(Tensor<double>::randn({4 * hs, hs}, gen), true), {}, {}});
+    for (const std::int64_t steps : {std::int64_t{5}, std::int64_t{0}}) {
+      CAPTURE(steps);
+      const Var<double> x(Tensor<double>::randn(batch_first ? dsm::Shape{nb, steps, in} : dsm::Shape{steps, nb, in}, gen), true);
+      const Var<double> h0(Tensor<double>::randn({2, nb, hs}, gen), true), c0(Tensor<double>::randn({2, nb, hs}, gen), true);
+      const auto r = F::lstm_layer(x, std::span<const F::LSTMDirection<double>>(dirs), {.batch_first = batch_first}, {}, h0, c0);
+      // A projection after the layer reshapes its output to [B*T, 2H] without a copy.
+      CHECK(r.output.value().is_contiguous());
+      CHECK(r.output.shape() == (batch_first ? dsm::Shape{nb, steps, 2 * hs} : dsm::Shape{steps, nb, 2 * hs}));
+      if (steps == 0) {
+        dsm_test::check_close(r.h_n.value(), h0.value());
+        dsm_test::check_close(r.c_n.value(), c0.value());
+        dsm::sum(r.h_n * 2.0 + r.c_n * 3.0).backward();
+        dsm_test::check_close(h0.grad(), Tensor<double>::full({2, nb, hs}, 2.0));
+        dsm_test::check_close(c0.grad(), Tensor<double>::full({2, nb, hs}, 3.0));
+        CHECK(x.grad().shape() == x.shape());
+      }
+    }
+  }
+}
+
 TEST_CASE("Float LSTM (packed per-step GEMMs) follows the double one, and no_grad or an x without gradient skip work, not results") {
   // Sizes that exercise the float GEMM kernel's panel remainders: 7 rows, input 19 + hidden 13.
   using FLSTM = dsm::nn::LSTM<dsm::dynamic, float>;

@@ -243,8 +243,10 @@ class Tensor {
   const std::shared_ptr<Storage<B>>& storage() const { return storage_; }
   /// Pointer to the first element (element (0, ..., 0)); strides apply from there.
   T* data() const { return storage_ ? static_cast<T*>(storage_->data()) + offset_ : nullptr; }
-  /// True when the elements are laid out in row-major order without gaps.
+  /// True when the elements are laid out in row-major order without gaps (always, with none: as
+  /// in PyTorch, an empty view's strides do not matter).
   bool is_contiguous() const {
+    if (numel() == 0) return true;
     std::int64_t expected = 1;
     for (int d = rank() - 1; d >= 0; --d) {
       if (shape_[d] == 1) continue;
