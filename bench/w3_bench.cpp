@@ -7,6 +7,7 @@
 #include <dsm/dsm.hpp>
 
 #include "fma_limit.hpp"
+#include "steady.hpp"
 #include "w3_common.hpp"
 
 namespace {
@@ -32,10 +33,10 @@ void W3_forward_dsm(benchmark::State& state) {
   dsm::Generator gen(4);
   const dsm::Var<float> x(dsm::Tensor<float>::randn({w3::tokens, w3::d_model}, gen));
   dsm::no_grad guard;
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     auto out = layer(x);
     benchmark::DoNotOptimize(out.output.value().data());
-  }
+  });
   report(state, w3::forward_flops_per_token);
 }
 BENCHMARK(W3_forward_dsm)->Name("W3/forward/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -46,7 +47,7 @@ void W3_train(benchmark::State& state, bool bf16) {
   Layer layer = make_layer();
   dsm::Generator gen(4);
   const dsm::Var<float> x(dsm::Tensor<float>::randn({w3::tokens, w3::d_model}, gen), true);
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     layer.zero_grad();
     x.zero_grad();
     dsm::Var<float> loss;
@@ -57,7 +58,7 @@ void W3_train(benchmark::State& state, bool bf16) {
     }
     loss.backward();
     benchmark::DoNotOptimize(x.grad().data());
-  }
+  });
   report(state, w3::train_flops_per_token);
 }
 BENCHMARK_CAPTURE(W3_train, fp32, false)->Name("W3/forward_backward/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "libtorch_threads.hpp"
+#include "steady.hpp"
 #include "w3_common.hpp"
 
 namespace {
@@ -67,10 +68,10 @@ void W3_forward_libtorch(benchmark::State& state) {
   torch::manual_seed(4);
   const auto x = torch::randn({w3::tokens, w3::d_model});
   torch::NoGradGuard guard;
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     auto [out, aux] = moe.forward(x);
     benchmark::DoNotOptimize(out.data_ptr());
-  }
+  });
   report(state, w3::forward_flops_per_token);
 }
 BENCHMARK(W3_forward_libtorch)->Name("W3/forward/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -80,13 +81,13 @@ void W3_train_libtorch(benchmark::State& state) {
   TorchMoE moe;
   torch::manual_seed(4);
   auto x = torch::randn({w3::tokens, w3::d_model}).requires_grad_();
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     moe.zero_grad();
     x.mutable_grad() = torch::Tensor();
     auto [out, aux] = moe.forward(x);
     (out.sum() + aux).backward();
     benchmark::DoNotOptimize(x.grad().data_ptr());
-  }
+  });
   report(state, w3::train_flops_per_token);
 }
 BENCHMARK(W3_train_libtorch)->Name("W3/forward_backward/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);

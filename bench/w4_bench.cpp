@@ -7,6 +7,8 @@
 
 #include <dsm/dsm.hpp>
 
+#include "steady.hpp"
+
 namespace {
 
 constexpr std::int64_t batch = 8, seq = 256, d_model = 512, heads = 8;
@@ -26,10 +28,10 @@ void W4_forward(benchmark::State& state, bool memory_efficient) {
   dsm::Generator gen(2);
   const dsm::Var<float> x(dsm::Tensor<float>::randn({batch, seq, d_model}, gen));
   dsm::no_grad guard;
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     auto y = attn(x, {.causal = true, .key_padding_mask = {}});
     benchmark::DoNotOptimize(y.value().data());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch * seq);
 }
 
@@ -38,12 +40,12 @@ void W4_train(benchmark::State& state, bool memory_efficient) {
   Attention attn = make(memory_efficient);
   dsm::Generator gen(2);
   const dsm::Var<float> x(dsm::Tensor<float>::randn({batch, seq, d_model}, gen), true);
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     attn.zero_grad();
     x.zero_grad();
     dsm::sum(attn(x, {.causal = true, .key_padding_mask = {}})).backward();
     benchmark::DoNotOptimize(x.grad().data());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch * seq);
 }
 

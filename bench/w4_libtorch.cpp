@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "libtorch_threads.hpp"
+#include "steady.hpp"
 
 namespace {
 
@@ -35,7 +36,7 @@ void W4_module(benchmark::State& state, bool train) {
   const auto mask = causal_mask();
   std::optional<torch::NoGradGuard> guard;
   if (!train) guard.emplace();
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     auto y = std::get<0>(mha->forward(x, x, x, {}, false, mask));
     if (train) {
       mha->zero_grad();
@@ -43,7 +44,7 @@ void W4_module(benchmark::State& state, bool train) {
       y.sum().backward();
     }
     benchmark::DoNotOptimize(y.data_ptr());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch * seq);
 }
 
@@ -55,7 +56,7 @@ void W4_manual(benchmark::State& state, bool train) {
   if (train) x.requires_grad_();
   std::optional<torch::NoGradGuard> guard;
   if (!train) guard.emplace();
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     auto y = m(x);
     if (train) {
       m.qkv->zero_grad();
@@ -64,7 +65,7 @@ void W4_manual(benchmark::State& state, bool train) {
       y.sum().backward();
     }
     benchmark::DoNotOptimize(y.data_ptr());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * batch * seq);
 }
 

@@ -6,6 +6,7 @@
 #include <dsm/dsm.hpp>
 #include <dsm/models/tagger.hpp>
 
+#include "steady.hpp"
 #include "w5_common.hpp"
 
 namespace {
@@ -23,13 +24,13 @@ void W5_train_dsm(benchmark::State& state) {
   dsm::set_num_threads(static_cast<int>(state.range(0)));
   Setup s;
   dsm::optim::Adam<float> opt(s.model.named_parameters(), {.lr = w5::lr});
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     opt.zero_grad();
     const dsm::Var<float> loss = s.model.loss(s.input, s.gold);
     loss.backward();
     opt.step();
     benchmark::DoNotOptimize(loss.item());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * w5::batch);
 }
 BENCHMARK(W5_train_dsm)->Name("W5/train/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -38,7 +39,7 @@ void W5_decode_dsm(benchmark::State& state) {
   dsm::set_num_threads(static_cast<int>(state.range(0)));
   Setup s;
   s.model.eval();
-  for (auto _ : state) benchmark::DoNotOptimize(s.model.decode(s.input).tags.data()[0]);
+  dsm_bench::run_steady(state, [&] { benchmark::DoNotOptimize(s.model.decode(s.input).tags.data()[0]); });
   state.SetItemsProcessed(state.iterations() * w5::batch);
 }
 BENCHMARK(W5_decode_dsm)->Name("W5/decode/dsm")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "libtorch_threads.hpp"
+#include "steady.hpp"
 #include "w5_common.hpp"
 
 namespace {
@@ -82,13 +83,13 @@ void W5_train_libtorch(benchmark::State& state) {
   dsm_bench::set_torch_threads(static_cast<int>(state.range(0)));
   Setup s;
   torch::optim::Adam opt(s.model->parameters(), torch::optim::AdamOptions(w5::lr));
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     opt.zero_grad();
     auto loss = s.model->nll(s.words, s.gold, s.mask);
     loss.backward();
     opt.step();
     benchmark::DoNotOptimize(loss.item<float>());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * w5::batch);
 }
 BENCHMARK(W5_train_libtorch)->Name("W5/train/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -98,7 +99,7 @@ void W5_decode_libtorch(benchmark::State& state) {
   Setup s;
   s.model->eval();
   torch::NoGradGuard guard;
-  for (auto _ : state) benchmark::DoNotOptimize(s.model->decode(s.words)[0][0]);
+  dsm_bench::run_steady(state, [&] { benchmark::DoNotOptimize(s.model->decode(s.words)[0][0]); });
   state.SetItemsProcessed(state.iterations() * w5::batch);
 }
 BENCHMARK(W5_decode_libtorch)->Name("W5/decode/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);

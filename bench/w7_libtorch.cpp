@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "libtorch_threads.hpp"
+#include "steady.hpp"
 #include "w7_common.hpp"
 
 namespace {
@@ -106,7 +107,7 @@ void W7_train(benchmark::State& state, bool bf16) {
   torch::optim::AdamW opt(m.parameters(), torch::optim::AdamWOptions(w7::lr));
   const auto tokens = torch::randint(0, w7::vocab, {w7::batch, w7::seq + 1}, torch::kLong);
   const auto x = tokens.narrow(1, 0, w7::seq).contiguous(), y = tokens.narrow(1, 1, w7::seq).contiguous();
-  for (auto _ : state) {
+  dsm_bench::run_steady(state, [&] {
     opt.zero_grad();
     torch::Tensor loss;
     if (bf16) {
@@ -122,7 +123,7 @@ void W7_train(benchmark::State& state, bool bf16) {
     loss.backward();
     opt.step();
     benchmark::DoNotOptimize(loss.item<float>());
-  }
+  });
   state.SetItemsProcessed(state.iterations() * w7::batch * w7::seq);
 }
 BENCHMARK_CAPTURE(W7_train, fp32, false)->Name("W7/train/libtorch")->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
