@@ -11,8 +11,9 @@
 # library's medians, the ratio of those medians, the range of the per-pass ratios, the issue's
 # target, and what the target asks of this CPU: the rate it demands (target x LibTorch's median)
 # times the workload's useful FLOPs, as a share of the FMA peak (the highest W0 reading of the
-# passes: a lower one means another tenant had a core for that half second), beside dsm's share. A target above what the GEMM alone reaches on these shapes (about 90%)
-# cannot be met on this machine by any step that also does other work.
+# passes: a lower one means another tenant had a core for that half second), beside dsm's share.
+# A target above what the GEMM alone reaches on these shapes (about 90%) cannot be met on this
+# machine by any step that also does other work.
 # Needs the bench build: cmake --preset bench && cmake --build --preset bench.
 set -euo pipefail
 
@@ -36,13 +37,18 @@ EOF
 run_pass() {  # bench-dir out-file
   local dir=$1 out=$2 strip='s/\x1b\[[0-9;]*m//g'
   : >"$out"
+  # W0's median lines, "peak threads:N GFLOP/s"
   "$dir/dsm_bench_w0" --benchmark_filter='W0/fma/limit' --benchmark_repetitions=3 --benchmark_report_aggregates_only=true 2>&1 |
-    sed "$strip" | awk '/W0\/fma\/limit\/threads:[0-9]+\/real_time_median/ { for (i = 1; i <= NF; ++i) if ($i ~ /G\/s$/) { sub(/G\/s$/, "", $i); split($1, p, "/"); print "peak", p[4], $i } }' >>"$out"
+    sed "$strip" | awk '/W0\/fma\/limit\/threads:[0-9]+\/real_time_median/ {
+      for (i = 1; i <= NF; ++i) if ($i ~ /G\/s$/) { sub(/G\/s$/, "", $i); split($1, p, "/"); print "peak", p[4], $i }
+    }' >>"$out"
   local spec
+  # each program's ratio table, "row NAME DSM LIBTORCH LIMIT" (LIMIT "-" where there is none)
   for spec in "w3 W3/forward_backward/(dsm|limit|libtorch)/" "w4 W4/forward_backward/(dsm|libtorch|libtorch_manual)/" \
               "w5 W5/(train|decode)/" "w7 W7/train/(dsm|libtorch)/"; do
     "$dir/dsm_bench_${spec%% *}" --benchmark_filter="${spec#* }" --benchmark_repetitions=5 2>&1 | sed "$strip" |
-      awk '/^workload \(dsm row\)/ { table = 1; next } table && NF >= 4 && $1 ~ /\/dsm\// { print "row", $1, $2, $3, ($5 ~ /^[0-9.e+]+$/ ? $5 : "-") }' >>"$out"
+      awk '/^workload \(dsm row\)/ { table = 1; next }
+           table && NF >= 4 && $1 ~ /\/dsm\// { print "row", $1, $2, $3, ($5 ~ /^[0-9.e+]+$/ ? $5 : "-") }' >>"$out"
   done
 }
 
@@ -70,8 +76,10 @@ summarize() {  # pass files
       if ($5 != "-") limit[name] = limit[name] " " $5
     }
     END {
-      printf "%d passes; FMA peak (the highest W0 reading of the passes): %.1f GFLOP/s at 1 thread, %.1f at 2\n\n", passes, highest(peak["threads:1"]), highest(peak["threads:2"])
-      print "| row | dsm | LibTorch | ratio | per-pass ratios | target | target as % of the FMA peak | dsm as % of the peak | dsm as % of the limit row |"
+      printf "%d passes; FMA peak (the highest W0 reading of the passes): %.1f GFLOP/s at 1 thread, %.1f at 2\n\n",
+             passes, highest(peak["threads:1"]), highest(peak["threads:2"])
+      printf "| row | dsm | LibTorch | ratio | per-pass ratios | target | target as %% of the FMA peak | dsm as %% of the peak |"
+      print " dsm as % of the limit row |"
       print "|---|---|---|---|---|---|---|---|---|"
       for (i = 1; i <= rows; ++i) {
         name = order[i]
@@ -82,10 +90,14 @@ summarize() {  # pass files
         ask = known ? sprintf("%.0f%%", 100 * target[name] * p * mflop[name] / 1000 / highest(peak[threads])) : "-"
         own = known ? sprintf("%.0f%%", 100 * d * mflop[name] / 1000 / highest(peak[threads])) : "-"
         lim = name in limit ? sprintf("%.1f%%", 100 * d / median(limit[name])) : "-"
-        printf "| %s | %.0f | %.0f | %.2fx | %.2fx-%.2fx | %.1fx | %s | %s | %s |\n", name, d, p, d / p, lo[name], hi[name], target[name], ask, own, lim
+        printf "| %s | %.0f | %.0f | %.2fx | %.2fx-%.2fx | %.1fx | %s | %s | %s |\n",
+               name, d, p, d / p, lo[name], hi[name], target[name], ask, own, lim
         ++printed
       }
-      if (!printed) { print "targets.sh: no target row has both a dsm and a LibTorch figure (was the bench build configured with LibTorch?)" > "/dev/stderr"; exit 1 }
+      if (!printed) {
+        print "targets.sh: no target row has both a dsm and a LibTorch figure (was the bench build configured with LibTorch?)" > "/dev/stderr"
+        exit 1
+      }
     }' /dev/stdin "$@"
 }
 
@@ -93,7 +105,9 @@ case "${1:-}" in
   run)
     passes=${2:-5} dir=${3:-build/bench/bench} out=${4:-$(mktemp -d)}
     [[ $passes =~ ^[1-9][0-9]*$ ]] || { echo "targets.sh: passes must be a positive number, got '$passes'" >&2; exit 2; }
-    for w in w0 w3 w4 w5 w7; do [[ -x $dir/dsm_bench_$w ]] || { echo "targets.sh: $dir/dsm_bench_$w is missing (cmake --preset bench && cmake --build --preset bench)" >&2; exit 2; }; done
+    for w in w0 w3 w4 w5 w7; do
+      [[ -x $dir/dsm_bench_$w ]] || { echo "targets.sh: $dir/dsm_bench_$w is missing (cmake --preset bench && cmake --build --preset bench)" >&2; exit 2; }
+    done
     mkdir -p "$out"
     files=()
     for ((i = 1; i <= passes; ++i)); do
