@@ -31,7 +31,7 @@ struct Flags {
   std::string resume;
   std::string precision = "fp32";
   std::int64_t checkpoint_every = 0;
-  std::int64_t steps = 1200, batch = 16, seq = 128, d_model = 128, layers = 4, heads = 4, experts = 8, top_k = 2, d_ff = 256;
+  std::int64_t steps = 1600, batch = 16, seq = 128, d_model = 128, layers = 4, heads = 4, experts = 8, top_k = 2, d_ff = 256;
   std::int64_t eval_every = 200, eval_windows = 48, generate = 400, threads = 0;
   double lr = 3e-3, aux = 0.01;
   std::uint64_t seed = 1234;
@@ -44,7 +44,7 @@ void usage() {
       "  --data DIR        Brown corpus folder (files ca01 ... cr09)      [build/data/brown]\n"
       "  --out DIR         checkpoint, loss.csv, loss.png go here           [build/moe_lm]\n"
       "  --resume DIR      continue from DIR/model.safetensors + optimizer.safetensors\n"
-      "  --steps N         optimizer steps                                  [1200]\n"
+      "  --steps N         optimizer steps                                  [1600]\n"
       "  --batch N         sequences per step                               [16]\n"
       "  --seq N           bytes per sequence                               [128]\n"
       "  --d-model N       model width                                      [128]\n"
