@@ -110,6 +110,42 @@ TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every b
   }
 }
 
+TEST_CASE("the fp32 GEMM gives the same bits at 1 to 6 threads") {
+  // Row blocks are dealt so that their count is a multiple of the thread count, and B's panels
+  // are split between threads when there are fewer row blocks than threads; neither may change a
+  // sum's order. Shapes: up to 4 rows (one dot product per element), one row block split by
+  // columns, three row blocks for 4 to 6 threads, a partial last panel, two column blocks.
+  dsm::Generator gen(23);
+  const int saved = dsm::get_num_threads();
+  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{3, 300, 200}, {50, 700, 300}, {200, 64, 1000}, {97, 4200, 70}, {1000, 40, 40}}) {
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    const auto a = dsm::Tensor<float>::randn({m, k}, gen), b = dsm::Tensor<float>::randn({k, n}, gen);
+    const auto bt = b.t().contiguous();
+    std::vector<float> want[2];
+    for (int threads = 1; threads <= 6; ++threads) {
+      CAPTURE(threads);
+      dsm::set_num_threads(threads);
+      for (const bool tb : {false, true}) {
+        auto c = dsm::Tensor<float>::ones({m, n});
+        dsm::cpu::gemm(false, tb, m, n, k, 1.f, a.data(), k, tb ? bt.data() : b.data(), tb ? k : n, 0.25f, c.data(), n);
+        if (threads == 1) want[tb] = c.to_vector();
+        else CHECK(c.to_vector() == want[tb]);
+      }
+    }
+    dsm::set_num_threads(saved);
+    double worst = 0;  // and right, against the double product
+    for (std::int64_t i = 0; i < m; i += std::max<std::int64_t>(1, m / 7))
+      for (std::int64_t j = 0; j < n; j += std::max<std::int64_t>(1, n / 29)) {
+        double sum = 0;
+        for (std::int64_t p = 0; p < k; ++p) sum += static_cast<double>(a(i, p)) * b(p, j);
+        worst = std::max(worst, std::abs(sum + 0.25 - want[0][static_cast<std::size_t>(i * n + j)]) / (1.0 + std::sqrt(static_cast<double>(k))));
+      }
+    CHECK(worst < 1e-5);
+  }
+}
+
 TEST_CASE("bf16 inputs are widened while packing and accumulate in float") {
   dsm::Generator g{4};
   auto a = dsm::Tensor<float>::randn({37, 300}, g).to<dsm::bf16>(), b = dsm::Tensor<float>::randn({300, 21}, g).to<dsm::bf16>();

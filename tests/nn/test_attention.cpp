@@ -90,6 +90,34 @@ TEST_CASE("flash_attention equals the plain kernel in float on random shapes, gr
   }
 }
 
+TEST_CASE("flash_attention gives the same bits at 1 to 5 threads, gradients included") {
+  // Threads take whole (batch, kv head) pairs, so each head's blocks are summed in one order
+  // whatever the thread count: 6 pairs on 1 to 5 threads, GQA (two query heads per kv head),
+  // causal with key padding, two blocks each way.
+  dsm::Generator gen(8);
+  const Var<float> q(Tensor<float>::randn({3, 4, 90, 16}, gen), true), k(Tensor<float>::randn({3, 2, 90, 16}, gen), true),
+      v(Tensor<float>::randn({3, 2, 90, 8}, gen), true);
+  const Var<float> r(Tensor<float>::randn({3, 4, 90, 8}, gen));
+  Tensor<bool> pad = Tensor<bool>::zeros({3, 90});
+  for (std::int64_t t = 70; t < 90; ++t) pad(1, t) = true;
+  F::AttentionOptions o;
+  o.causal = true;
+  o.key_padding_mask = pad;
+  const int saved = dsm::get_num_threads();
+  std::vector<std::vector<float>> want;
+  for (int threads = 1; threads <= 5; ++threads) {
+    CAPTURE(threads);
+    dsm::set_num_threads(threads);
+    for (const Var<float>* x : {&q, &k, &v}) x->zero_grad();
+    const Var<float> out = F::flash_attention(q, k, v, o);
+    dsm::sum(out * r).backward();
+    const std::vector<std::vector<float>> got = {out.value().to_vector(), q.grad().to_vector(), k.grad().to_vector(), v.grad().to_vector()};
+    if (threads == 1) want = got;
+    for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == want[i]);
+  }
+  dsm::set_num_threads(saved);
+}
+
 TEST_CASE("flash_attention and rotary read split heads where they lie and answer in their layout") {
   // Heads split from a projection's [B, T, H * D] output are time-major [B, H, T, D] views. The
   // kernels must give exactly what they give on contiguous copies, and outputs and gradients must
