@@ -1,11 +1,31 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <thread>
 #include <vector>
 
 #include <dsm/dsm.hpp>
+
+namespace {
+
+/// The largest error, over a spread of entries, of c = alpha * a b + offset against the product
+/// in double, scaled by 1 + sqrt(depth) (the float rounding bound grows with sqrt(k)).
+double gemm_error(const dsm::Tensor<float>& a, const dsm::Tensor<float>& b, double alpha, double offset, const std::vector<float>& c) {
+  const std::int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  double worst = 0;
+  for (std::int64_t i = 0; i < m; i += std::max<std::int64_t>(1, m / 5))
+    for (std::int64_t j = 0; j < n; j += std::max<std::int64_t>(1, n / 37)) {
+      double sum = 0;
+      for (std::int64_t p = 0; p < k; ++p) sum += static_cast<double>(a(i, p)) * b(p, j);
+      worst = std::max(worst, std::abs(alpha * sum + offset - c[static_cast<std::size_t>(i * n + j)]) / (1.0 + std::sqrt(static_cast<double>(k))));
+    }
+  return worst;
+}
+
+}  // namespace
 
 TEST_CASE("parallel_for covers the range exactly once, in contiguous chunks") {
   for (std::int64_t n : {0, 1, 7, 1000, 100003}) {
@@ -113,36 +133,29 @@ TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every b
 TEST_CASE("the fp32 GEMM gives the same bits at 1 to 6 threads") {
   // Row blocks are dealt so that their count is a multiple of the thread count, and B's panels
   // are split between threads when there are fewer row blocks than threads; neither may change a
-  // sum's order. Shapes: up to 4 rows (one dot product per element), one row block split by
-  // columns, three row blocks for 4 to 6 threads, a partial last panel, two column blocks.
+  // sum's order. Shapes [m, n, k]: up to 4 rows (one dot product per element), one row block split
+  // by columns, three row blocks for 4 to 6 threads, a partial last panel, two column blocks.
   dsm::Generator gen(23);
   const int saved = dsm::get_num_threads();
-  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{3, 300, 200}, {50, 700, 300}, {200, 64, 1000}, {97, 4200, 70}, {1000, 40, 40}}) {
-    CAPTURE(m);
-    CAPTURE(n);
-    CAPTURE(k);
-    const auto a = dsm::Tensor<float>::randn({m, k}, gen), b = dsm::Tensor<float>::randn({k, n}, gen);
+  const std::vector<dsm::Shape> shapes = {{3, 300, 200}, {50, 700, 300}, {200, 64, 1000}, {97, 4200, 70}, {1000, 40, 40}};
+  for (const dsm::Shape& dims : shapes) {
+    CAPTURE(dims);
+    const auto a = dsm::Tensor<float>::randn({dims[0], dims[2]}, gen), b = dsm::Tensor<float>::randn({dims[2], dims[1]}, gen);
     const auto bt = b.t().contiguous();
-    std::vector<float> want[2];
+    std::vector<float> first[2];  // at 1 thread, B row-major and stored transposed
     for (int threads = 1; threads <= 6; ++threads) {
       CAPTURE(threads);
       dsm::set_num_threads(threads);
       for (const bool tb : {false, true}) {
-        auto c = dsm::Tensor<float>::ones({m, n});
-        dsm::cpu::gemm(false, tb, m, n, k, 1.f, a.data(), k, tb ? bt.data() : b.data(), tb ? k : n, 0.25f, c.data(), n);
-        if (threads == 1) want[tb] = c.to_vector();
-        else CHECK(c.to_vector() == want[tb]);
+        auto c = dsm::Tensor<float>::ones({dims[0], dims[1]});
+        dsm::cpu::gemm(false, tb, dims[0], dims[1], dims[2], 1.f, a.data(), dims[2], tb ? bt.data() : b.data(), tb ? dims[2] : dims[1], 0.25f,
+                       c.data(), dims[1]);
+        if (threads == 1) first[tb] = c.to_vector();
+        else CHECK(c.to_vector() == first[tb]);
       }
     }
     dsm::set_num_threads(saved);
-    double worst = 0;  // and right, against the double product
-    for (std::int64_t i = 0; i < m; i += std::max<std::int64_t>(1, m / 7))
-      for (std::int64_t j = 0; j < n; j += std::max<std::int64_t>(1, n / 29)) {
-        double sum = 0;
-        for (std::int64_t p = 0; p < k; ++p) sum += static_cast<double>(a(i, p)) * b(p, j);
-        worst = std::max(worst, std::abs(sum + 0.25 - want[0][static_cast<std::size_t>(i * n + j)]) / (1.0 + std::sqrt(static_cast<double>(k))));
-      }
-    CHECK(worst < 1e-5);
+    CHECK(gemm_error(a, b, 1.0, 0.25, first[0]) < 1e-5);  // and right
   }
 }
 
@@ -190,14 +203,7 @@ TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shape
       CHECK(c3.to_vector() == want);
       CHECK(c4.to_vector() == want);
       if (m > 4) CHECK(c5.to_vector() == want);  // (up to 4 rows, a transposed B is read unpacked)
-      double worst = 0;  // and right: a few entries against the double product
-      for (std::int64_t i = 0; i < m; i += std::max<std::int64_t>(1, m / 5))
-        for (std::int64_t j = 0; j < n; j += std::max<std::int64_t>(1, n / 37)) {
-          double sum = 0;
-          for (std::int64_t p = 0; p < k; ++p) sum += static_cast<double>(a(i, p)) * w(p, j);
-          worst = std::max(worst, std::abs(1.5 * sum + 0.5 - want[static_cast<std::size_t>(i * n + j)]) / (1.0 + std::sqrt(static_cast<double>(k))));
-        }
-      CHECK(worst < 1e-5);
+      CHECK(gemm_error(a, w, 1.5, 0.5, want) < 1e-5);  // and right: a few entries against the double product
     }
   }
   const auto w = dsm::Tensor<float>::zeros({4, 8});
