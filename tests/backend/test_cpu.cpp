@@ -131,13 +131,15 @@ TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every b
 }
 
 TEST_CASE("the fp32 GEMM gives the same bits at 1 to 6 threads") {
-  // Row blocks are dealt so that their count is a multiple of the thread count, and B's panels
-  // are split between threads when there are fewer row blocks than threads; neither may change a
-  // sum's order. Shapes [m, n, k]: up to 4 rows (one dot product per element), one row block split
-  // by columns, three row blocks for 4 to 6 threads, a partial last panel, two column blocks.
+  // Row blocks are rounded up to a multiple of the thread count, and B's panels are split between
+  // threads when there are fewer row panels than threads; neither may change a sum's order.
+  // Shapes [m, n, k]: 3 rows (one dot product per element with B stored transposed; else one row
+  // panel, its B panels split between all threads), 4 row panels (split by columns on 5 and 6
+  // threads), 34 panels in 3 to 6 row blocks, two column blocks after a 1-row panel, 167 panels.
+  // Each product has the FLOPs to take 6 threads (2 MFLOP a thread).
   dsm::Generator gen(23);
   const int saved = dsm::get_num_threads();
-  const std::vector<dsm::Shape> shapes = {{3, 300, 200}, {50, 700, 300}, {200, 64, 1000}, {97, 4200, 70}, {1000, 40, 40}};
+  const std::vector<dsm::Shape> shapes = {{3, 2000, 1000}, {20, 700, 1000}, {200, 64, 1000}, {97, 4200, 70}, {1000, 40, 400}};
   for (const dsm::Shape& dims : shapes) {
     CAPTURE(dims);
     const auto a = dsm::Tensor<float>::randn({dims[0], dims[2]}, gen), b = dsm::Tensor<float>::randn({dims[2], dims[1]}, gen);
