@@ -80,6 +80,20 @@ TEST_CASE("max gives tied maxima equal shares of the gradient") {
   CHECK(x.grad().to_vector() == std::vector<float>{0.f, 0.5f, 0.5f, 0.f});
 }
 
+TEST_CASE("std_dev of equal values has a zero gradient, as in PyTorch, not 0 / 0") {
+  // Row 0 holds equal values (std 0, a kink of sqrt); row 1 does not and keeps its gradient.
+  dsm::Var<float> x(Tensor<float>::from_range(std::vector<float>{0.5f, 0.5f, 0.5f, 1.f, 2.f, 4.f}, {2, 3}), true);
+  dsm::sum(dsm::std_dev(x, Shape{1})).backward();
+  const auto g = x.grad().to_vector();
+  CHECK(g[0] == 0.f);
+  CHECK(g[1] == 0.f);
+  CHECK(g[2] == 0.f);
+  // d std / d x_i = (x_i - mean) / ((n - 1) std): mean 7/3, std sqrt(7/3).
+  const double sd = std::sqrt(7.0 / 3.0);
+  CHECK(g[3] == doctest::Approx((1.0 - 7.0 / 3.0) / (2.0 * sd)));
+  CHECK(g[5] == doctest::Approx((4.0 - 7.0 / 3.0) / (2.0 * sd)));
+}
+
 TEST_CASE("gradcheck: softmax and log_softmax along every dimension") {
   auto x = randn({3, 4, 2}, 12);
   for (int d = 0; d < 3; ++d) {

@@ -96,7 +96,8 @@ Var<T, B> variance(const char* op, const Var<T, B>& x, const Shape& dims, bool k
                      const Tensor<T, B> mu = mean(xs, dims, true);
                      const double scale = 1.0 / (static_cast<double>(n) - correction);
                      Tensor<T, B> gx(xs.shape());
-                     if (take_sqrt) gx = gk * (xs - mu) * scale / yk;  // d sqrt(v) = dv / (2 sqrt(v))
+                     // d sqrt(v) = dv / (2 sqrt(v)); where all values are equal, 0 (as PyTorch) not 0 / 0
+                     if (take_sqrt) gx = where(yk == T(0), T(0), gk * (xs - mu) * scale / yk);
                      else gx = gk * (xs - mu) * (2.0 * scale);
                      return gx;
                    });
