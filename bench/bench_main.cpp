@@ -5,8 +5,10 @@
 //    idle workers spin a while before they sleep).
 // 2. A second process, this program again, runs the libtorch rows with the peer's best
 //    configuration set before LibTorch loads (../shared/WORKLOADS.md): OpenBLAS is told the real
-//    core type, and ATen's idle OpenMP workers sleep at once (OMP_WAIT_POLICY=PASSIVE; spinning
-//    ones compete with OpenBLAS's own threads and made LibTorch's 2-thread W7 step 2x slower).
+//    core type (over any OPENBLAS_CORETYPE the machine sets), glibc's malloc keeps freed memory
+//    instead of returning it to the kernel page by page, and ATen's idle OpenMP workers sleep at
+//    once (OMP_WAIT_POLICY=PASSIVE; spinning ones compete with OpenBLAS's own threads and made
+//    LibTorch's 2-thread W7 step 2x slower).
 //    Under that policy every parallel region of dsm's has to wake a sleeping thread, which made
 //    its 2-thread W7 step 1.4x slower; one environment for both would handicap one of them.
 // 3. Prints each dsm row beside the libtorch and limit rows of the same workload and thread
@@ -88,9 +90,20 @@ std::string exact_filter(const std::vector<std::string>& names) {
 /// The peer's best configuration (see the top of this file).
 std::vector<std::string> peer_environment(const std::string& samples_path) {
   std::vector<std::string> env{std::string(role_variable) + "=peer", std::string(samples_variable) + "=" + samples_path};
-  if (!std::getenv("OPENBLAS_CORETYPE"))
-    if (const char* core = __builtin_cpu_supports("avx512f") ? "SKYLAKEX" : (__builtin_cpu_supports("avx2") ? "HASWELL" : nullptr))
-      env.push_back(std::string("OPENBLAS_CORETYPE=") + core);
+  // The kernel for this CPU's widest vectors, whatever OPENBLAS_CORETYPE the machine sets: some
+  // environments pin it to HASWELL for old OpenBLAS builds that misdetect new CPUs, which halves
+  // LibTorch's fp32 GEMM on an AVX-512 core (W1 n = 1024, 1 thread: 101 against 190 GFLOP/s on
+  // a Zen 5 core, same results to 1e-6). DSM_BENCH_PEER_CORETYPE names another.
+  const char* core = std::getenv("DSM_BENCH_PEER_CORETYPE");
+  if (!core) core = __builtin_cpu_supports("avx512f") ? "SKYLAKEX" : (__builtin_cpu_supports("avx2") ? "HASWELL" : nullptr);
+  if (core) env.push_back(std::string("OPENBLAS_CORETYPE=") + core);
+  // glibc keeps freed memory rather than unmapping it: LibTorch frees and allocates its
+  // activations every step, and each page handed back to the kernel faults in again on the next
+  // (on a virtual machine, a costly trap: 16% of its 1-thread W7 step, which ran 3.5x faster
+  // with these). PyTorch deployments get the same from jemalloc or tcmalloc. dsm's rows need
+  // none: its caching allocator reuses its blocks.
+  for (const char* tuning : {"MALLOC_MMAP_THRESHOLD_=1073741824", "MALLOC_TRIM_THRESHOLD_=4294967296", "MALLOC_TOP_PAD_=268435456"})
+    env.push_back(tuning);
   env.push_back(std::string("OMP_WAIT_POLICY=") + (std::getenv("DSM_BENCH_PEER_WAIT_POLICY") ? std::getenv("DSM_BENCH_PEER_WAIT_POLICY") : "PASSIVE"));
   return env;
 }

@@ -18,32 +18,46 @@ namespace {
 Tensor<float> rounded(const Tensor<float>& x, Precision p) {
   return p == Precision::bf16 ? x.to<dsm::bf16>().to<float>() : x.to<dsm::f16>().to<float>();
 }
+/// The fp32-accumulated product of bf16 or f16 copies of a and b (b transposed first when asked):
+/// for bf16 on the AVX512-BF16 kernel where the CPU has one, as a bf16 matmul runs.
+Tensor<float> low_precision_product(const Tensor<float>& a, const Tensor<float>& b, Precision p, bool transpose_b = false) {
+  if (p == Precision::bf16) {
+    const auto b16 = b.to<dsm::bf16>();
+    return dsm::detail::matmul_acc(a.to<dsm::bf16>(), transpose_b ? b16.t() : b16);
+  }
+  return dsm::matmul(rounded(a, p), transpose_b ? rounded(b, p).t() : rounded(b, p));
+}
 }  // namespace
 
 TEST_CASE("autocast: matmul equals a GEMM over rounded copies of the operands, bit for bit") {
-  dsm::Generator gen(1);
-  for (Precision p : {Precision::bf16, Precision::f16}) {
-    CAPTURE(static_cast<int>(p));
-    // Sizes that cross the packing blocks (k > 384, n > panel width), a transposed operand, and a
-    // batched product (one GEMM per worker thread: workers must inherit the mode).
-    const Tensor<float> a = Tensor<float>::randn({67, 413}, gen), b = Tensor<float>::randn({29, 413}, gen);
-    const Tensor<float> qa = Tensor<float>::randn({6, 9, 40}, gen), qb = Tensor<float>::randn({6, 40, 17}, gen);
-    Tensor<float> c, cb;
-    {
-      autocast ac(p);
-      CHECK(dsm::amp::is_autocast_enabled());
-      c = dsm::matmul(a, b.t());
-      cb = dsm::matmul(qa, qb);
+  const bool saved = dsm::detail::gemm_bf16::enabled().load();
+  for (const bool dot_kernel : {true, false}) {  // the AVX512-BF16 kernel on (where the CPU has one) and off
+    CAPTURE(dot_kernel);
+    dsm::cpu::set_bf16_dot_kernel(dot_kernel);
+    dsm::Generator gen(1);
+    for (Precision p : {Precision::bf16, Precision::f16}) {
+      CAPTURE(static_cast<int>(p));
+      // Sizes that cross the packing blocks (k > 384, n > panel width), a transposed operand, and a
+      // batched product (one GEMM per worker thread: workers must inherit the mode).
+      const Tensor<float> a = Tensor<float>::randn({67, 413}, gen), b = Tensor<float>::randn({29, 413}, gen);
+      const Tensor<float> qa = Tensor<float>::randn({6, 9, 40}, gen), qb = Tensor<float>::randn({6, 40, 17}, gen);
+      Tensor<float> c, cb;
+      {
+        autocast ac(p);
+        CHECK(dsm::amp::is_autocast_enabled());
+        c = dsm::matmul(a, b.t());
+        cb = dsm::matmul(qa, qb);
+      }
+      CHECK_FALSE(dsm::amp::is_autocast_enabled());
+      CHECK(c.to_vector() == low_precision_product(a, b, p, true).to_vector());
+      CHECK(cb.to_vector() == low_precision_product(qa, qb, p).to_vector());
+      // ... and differs from the fp32 product (the rounding really happened).
+      CHECK(c.to_vector() != dsm::matmul(a, b.t()).to_vector());
     }
-    CHECK_FALSE(dsm::amp::is_autocast_enabled());
-    const Tensor<float> want = dsm::matmul(rounded(a, p), rounded(b, p).t());
-    const Tensor<float> want_b = dsm::matmul(rounded(qa, p), rounded(qb, p));
-    CHECK(c.to_vector() == want.to_vector());
-    CHECK(cb.to_vector() == want_b.to_vector());
-    // ... and differs from the fp32 product (the rounding really happened).
-    CHECK(c.to_vector() != dsm::matmul(a, b.t()).to_vector());
   }
+  dsm::cpu::set_bf16_dot_kernel(saved);
   // A nested scope turns it off.
+  dsm::Generator gen(3);
   const Tensor<float> a = Tensor<float>::randn({5, 7}, gen), b = Tensor<float>::randn({7, 3}, gen);
   autocast on(Precision::bf16);
   autocast off(Precision::bf16, false);
@@ -60,10 +74,10 @@ TEST_CASE("autocast: a linear layer's backward rounds as its forward did, even o
     y = dsm::linear(x, w);
   }
   y.backward(gv);
-  const Tensor<float> xr = rounded(xv, Precision::bf16), wr = rounded(wv, Precision::bf16), gr = rounded(gv, Precision::bf16);
-  CHECK(y.value().to_vector() == dsm::matmul(xr, wr.t()).to_vector());
-  CHECK(w.grad().to_vector() == dsm::matmul(gr.t(), xr).to_vector());  // dW = g^T x over rounded operands
-  CHECK(x.grad().to_vector() == dsm::matmul(gr, wr).to_vector());      // dx = g W
+  const auto bf = Precision::bf16;
+  CHECK(y.value().to_vector() == low_precision_product(xv, wv, bf, true).to_vector());
+  CHECK(w.grad().to_vector() == low_precision_product(gv.t(), xv, bf).to_vector());  // dW = g^T x over rounded operands
+  CHECK(x.grad().to_vector() == low_precision_product(gv, wv, bf).to_vector());      // dx = g W
 }
 
 TEST_CASE("autocast: MoE routers, norms and softmax stay fp32, the experts run in bf16") {

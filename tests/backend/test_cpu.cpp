@@ -171,6 +171,99 @@ TEST_CASE("bf16 inputs are widened while packing and accumulate in float") {
     for (std::int64_t j = 0; j < 21; ++j) CHECK(std::abs(c(i, j) - ref(i, j)) < 1e-4);
 }
 
+namespace {
+/// Turns the AVX512-BF16 kernel on or off for a scope.
+struct Bf16DotKernel {
+  bool saved = dsm::detail::gemm_bf16::enabled().load();
+  explicit Bf16DotKernel(bool on) { dsm::cpu::set_bf16_dot_kernel(on); }
+  ~Bf16DotKernel() { dsm::cpu::set_bf16_dot_kernel(saved); }
+};
+}  // namespace
+
+TEST_CASE("the AVX512-BF16 GEMM sums the bf16 products to fp32 rounding, in every layout and block edge") {
+  if (!dsm::detail::gemm_bf16::cpu_supports()) {
+    MESSAGE("this CPU has no AVX512-BF16: bf16 products run on the fp32 kernel (tested elsewhere)");
+    return;
+  }
+  const Bf16DotKernel on(true);
+  CHECK(dsm::cpu::bf16_dot_kernel_active());
+  dsm::Generator gen(31);
+  // [m, n, k]: single elements; odd depths (a zero-padded last pair); partial row and column
+  // panels; depth blocks of 512 crossed (1000); column blocks of 4096 crossed (4200); 12-row panels
+  // with 1, 5 and 9 rows left over, which take the 1-, 8- and 12-row kernels.
+  const std::vector<dsm::Shape> shapes = {{1, 1, 1}, {1, 5, 3}, {13, 33, 7}, {25, 70, 385}, {29, 64, 1000}, {21, 4200, 40}, {200, 31, 64}};
+  for (const dsm::Shape& dims : shapes) {
+    const std::int64_t m = dims[0], n = dims[1], k = dims[2];
+    const auto a = dsm::Tensor<float>::randn({m, k}, gen), b = dsm::Tensor<float>::randn({k, n}, gen);
+    const auto ar = a.to<dsm::bf16>(), br = b.to<dsm::bf16>();
+    const auto at = ar.t().contiguous(), bt = br.t().contiguous();
+    const auto atf = a.t().contiguous(), btf = b.t().contiguous();
+    const auto af = ar.to<float>(), bf = br.to<float>();  // the values the products see
+    for (int layout = 0; layout < 4; ++layout) {
+      const bool ta = layout & 1, tb = layout & 2;
+      CAPTURE(dims);
+      CAPTURE(layout);
+      // float operands under bf16 autocast (rounded while packing) and bf16 ones give the same bits
+      auto c = dsm::Tensor<float>::full({m, n}, 0.5f), c16 = c.clone();
+      {
+        const dsm::amp::autocast ac(dsm::amp::Precision::bf16);
+        dsm::cpu::gemm(ta, tb, m, n, k, 0.75f, ta ? atf.data() : a.data(), ta ? m : k, tb ? btf.data() : b.data(), tb ? k : n, 0.25f, c.data(), n);
+      }
+      dsm::cpu::gemm<dsm::bf16>(ta, tb, m, n, k, 0.75f, ta ? at.data() : ar.data(), ta ? m : k, tb ? bt.data() : br.data(), tb ? k : n, 0.25f, c16.data(), n);
+      CHECK(c.to_vector() == c16.to_vector());
+      // against the double product of the bf16 values: within fp32 rounding of each sum's terms
+      double worst = 0;
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; j += std::max<std::int64_t>(1, n / 50)) {
+          double sum = 0, magnitude = 0;
+          for (std::int64_t p = 0; p < k; ++p) {
+            const double t = static_cast<double>(af(i, p)) * bf(p, j);
+            sum += t;
+            magnitude += std::abs(t);
+          }
+          const double err = std::abs(0.75 * sum + 0.125 - c(i, j));
+          worst = std::max(worst, err / ((static_cast<double>(k) + 4) * 0x1p-24 * (0.75 * magnitude + 0.125)));
+        }
+      CHECK(worst <= 1.0);
+    }
+  }
+  // beta = 0 never reads C (NaN there stays out); k = 0 scales C.
+  const auto a = dsm::Tensor<float>::randn({14, 9}, gen).to<dsm::bf16>(), b = dsm::Tensor<float>::randn({9, 40}, gen).to<dsm::bf16>();
+  auto c = dsm::Tensor<float>::full({14, 40}, NAN);
+  dsm::cpu::gemm<dsm::bf16>(false, false, 14, 40, 9, 1.f, a.data(), 9, b.data(), 40, 0.f, c.data(), 40);
+  for (float v : c.to_vector()) CHECK(std::isfinite(v));
+  c.fill_(1.5f);
+  dsm::cpu::gemm<dsm::bf16>(false, false, 14, 40, 0, 1.f, a.data(), 9, b.data(), 40, 2.f, c.data(), 40);
+  for (float v : c.to_vector()) CHECK(v == 3.f);
+}
+
+TEST_CASE("the AVX512-BF16 GEMM gives the same bits at 1 to 5 threads, and is off when asked") {
+  if (!dsm::detail::gemm_bf16::cpu_supports()) return;
+  const Bf16DotKernel on(true);
+  dsm::Generator gen(32);
+  const int saved = dsm::get_num_threads();
+  for (const dsm::Shape& dims : std::vector<dsm::Shape>{{5, 3000, 700}, {300, 80, 900}, {97, 4200, 70}}) {
+    CAPTURE(dims);
+    const auto a = dsm::Tensor<float>::randn({dims[0], dims[2]}, gen).to<dsm::bf16>(), b = dsm::Tensor<float>::randn({dims[2], dims[1]}, gen).to<dsm::bf16>();
+    std::vector<float> first;
+    for (int threads = 1; threads <= 5; ++threads) {
+      dsm::set_num_threads(threads);
+      const auto c = dsm::detail::matmul_acc(a, b);
+      if (threads == 1) first = c.to_vector();
+      else CHECK(c.to_vector() == first);
+    }
+  }
+  dsm::set_num_threads(saved);
+  // Off: bf16 values through the fp32 FMA kernel, which sums one depth at a time.
+  const auto a = dsm::Tensor<float>::randn({40, 301}, gen), b = dsm::Tensor<float>::randn({301, 50}, gen);
+  const auto dot = dsm::detail::matmul_acc(a.to<dsm::bf16>(), b.to<dsm::bf16>());
+  const Bf16DotKernel off(false);
+  CHECK_FALSE(dsm::cpu::bf16_dot_kernel_active());
+  const auto fma = dsm::detail::matmul_acc(a.to<dsm::bf16>(), b.to<dsm::bf16>());
+  CHECK(fma.to_vector() == dsm::matmul(a.to<dsm::bf16>().to<float>(), b.to<dsm::bf16>().to<float>()).to_vector());
+  CHECK(fma.to_vector() != dot.to_vector());  // the two kernels add in different orders
+}
+
 TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shapes checked") {
   // 40 x 4100 x 600 has two column blocks and three depth blocks: packed B is read block by block
   // at its offsets, and 1 and 2 threads give the same bits. 197 x 1100 x 400 has three row blocks,

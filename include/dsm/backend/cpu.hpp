@@ -24,6 +24,7 @@
 #include "../core/concepts.hpp"
 #include "../core/error.hpp"
 #include "../core/precision_mode.hpp"
+#include "detail/gemm_bf16.hpp"
 #include "detail/gemm_f32.hpp"
 
 namespace dsm {
@@ -167,7 +168,9 @@ struct cpu {
   /// A is stored [M, K] (or [K, M] when trans_a) with leading dimension lda; likewise B.
   /// float, bf16 and f16 inputs run the packed fp32 kernel (dsm/backend/detail/gemm_f32.hpp)
   /// and accumulate in float into a float C; double runs through Eigen. Under autocast
-  /// (gemm_precision() bf16 or f16) float operands are rounded to that precision first.
+  /// (gemm_precision() bf16 or f16) float operands are rounded to that precision first. bf16
+  /// products (bf16 inputs, or float ones under bf16 autocast) run on the AVX512-BF16 kernel
+  /// (detail/gemm_bf16.hpp) where the CPU has it and bf16_dot_kernel_active().
   template <class T, class TC = std::conditional_t<std::is_same_v<T, double>, double, float>>
   static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, TC alpha, const T* a, std::int64_t lda,
                    const T* b, std::int64_t ldb, TC beta, TC* c, std::int64_t ldc) {
@@ -176,8 +179,13 @@ struct cpu {
     } else {
       static_assert(std::is_same_v<TC, float>, "cpu::gemm: float, bf16 and f16 inputs accumulate into float");
       using detail::gemm::View;
-      detail::gemm::gemm<T, T>(m, n, k, alpha, View<T>{a, trans_a ? 1 : lda, trans_a ? lda : 1}, View<T>{b, trans_b ? 1 : ldb, trans_b ? ldb : 1},
-                               beta, c, ldc, nullptr, rounding());
+      const View<T> va{a, trans_a ? 1 : lda, trans_a ? lda : 1}, vb{b, trans_b ? 1 : ldb, trans_b ? ldb : 1};
+#if DSM_HAS_BF16_DOT_KERNEL
+      if constexpr (!std::is_same_v<T, f16>)
+        if ((std::is_same_v<T, bf16> || rounding() == detail::gemm::Rounding::bf16) && detail::gemm_bf16::active())
+          return detail::gemm_bf16::gemm<T, T>(m, n, k, alpha, va, vb, beta, c, ldc);
+#endif
+      detail::gemm::gemm<T, T>(m, n, k, alpha, va, vb, beta, c, ldc, nullptr, rounding());
     }
   }
 
@@ -198,6 +206,13 @@ struct cpu {
     detail::gemm::gemm<float, float>(m, n, k, alpha, View<float>{a, trans_a ? 1 : lda, trans_a ? lda : 1}, View<float>{nullptr, 0, 0}, beta, c,
                                      ldc, &b, rounding());
   }
+
+  /// Whether bf16 products run on the AVX512-BF16 kernel now: the CPU has the units and
+  /// set_bf16_dot_kernel(false) (or DSM_BF16_DOT_KERNEL=0 in the environment) has not turned it off.
+  static bool bf16_dot_kernel_active() { return detail::gemm_bf16::active(); }
+  /// Turns the AVX512-BF16 kernel on or off for every thread (off: bf16 products run on the fp32
+  /// kernel over bf16 values, bit for bit the product of bf16 copies with fp32 FMAs).
+  static void set_bf16_dot_kernel(bool on) { detail::gemm_bf16::enabled().store(on); }
 
   /// How the calling thread's autocast mode rounds float GEMM operands.
   static detail::gemm::Rounding rounding() {

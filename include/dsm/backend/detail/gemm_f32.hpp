@@ -274,6 +274,16 @@ DSM_HOT_KERNEL inline void round_packed(Rounding round, float* block, std::int64
   }
 }
 
+/// C = alpha * tile + beta * C over the m x n corner of a row-major tile (beta == 0 never reads C):
+/// the edge of a product, where a micro-tile overhangs C.
+inline void store_tile_corner(const float* tile, std::int64_t tile_ld, float* c, std::int64_t ldc, std::int64_t m, std::int64_t n, float alpha, float beta) {
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      float& out = c[i * ldc + j];
+      out = beta == 0.f ? alpha * tile[i * tile_ld + j] : alpha * tile[i * tile_ld + j] + beta * out;
+    }
+}
+
 /// acc = A panel x B panel over depth k; then C = alpha * acc + beta * C for the valid
 /// m x n corner of the tile (beta == 0 never reads C, so C may be uninitialized).
 /// Rows: how many rows of the (mr-strided) A panel hold data. A panel's last rows past m are
@@ -342,11 +352,7 @@ template <int Rows = mr>
   alignas(64) float tile[Rows * nr];
   for (int i = 0; i < Rows; ++i)
     for (int v = 0; v < nv; ++v) acc[i][v].store(tile + i * nr + v * Vec::lanes);
-  for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t j = 0; j < n; ++j) {
-      float& out = c[i * ldc + j];
-      out = beta == 0.f ? alpha * tile[i * nr + j] : alpha * tile[i * nr + j] + beta * out;
-    }
+  store_tile_corner(tile, nr, c, ldc, m, n, alpha, beta);
 }
 
 /// The kernel for a panel of m <= mr valid rows.
@@ -377,29 +383,29 @@ inline void prefetch_slice(const View<T>& a, std::int64_t rows, std::int64_t k, 
   }
 }
 
-/// Per-thread packing buffers, grown on demand and reused across calls.
+/// Per-thread packing buffers of E (float panels here, bf16 pairs in gemm_bf16.hpp), grown on
+/// demand and reused across calls; Role tells A's buffer from B's.
+template <class E, int Role>
 struct Workspace {
   struct Free {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(E* p) const { std::free(p); }
   };
-  std::unique_ptr<float, Free> buf;
+  std::unique_ptr<E, Free> buf;
   std::size_t size = 0;
-  float* get(std::size_t n) {
+  E* get(std::size_t n) {
     if (n > size) {
-      buf.reset(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
+      buf.reset(static_cast<E*>(std::aligned_alloc(64, (n * sizeof(E) + 63) / 64 * 64)));
       size = n;
     }
     return buf.get();
   }
+  static Workspace& of_this_thread() {
+    thread_local Workspace w;
+    return w;
+  }
 };
-inline Workspace& a_workspace() {
-  thread_local Workspace w;
-  return w;
-}
-inline Workspace& b_workspace() {
-  thread_local Workspace w;
-  return w;
-}
+inline Workspace<float, 0>& a_workspace() { return Workspace<float, 0>::of_this_thread(); }
+inline Workspace<float, 1>& b_workspace() { return Workspace<float, 1>::of_this_thread(); }
 
 /// B packed once, for many products with the same B (a recurrent weight across time steps):
 /// the blocks gemm() would pack, in the order it visits them.
@@ -518,25 +524,36 @@ struct RowPanels {
   std::int64_t end(std::int64_t q) const { return row(q) + height(q); }
 };
 
+/// Handles the products with no rows, columns or depth (C = beta * C); true when it did.
+inline bool trivial_product(std::int64_t m, std::int64_t n, std::int64_t k, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return true;
+  if (k != 0) return false;
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+  return true;
+}
+/// OpenMP's threads for a product started here (1 inside a parallel region).
+inline int free_threads() {
+#if defined(_OPENMP)
+  if (!omp_in_parallel()) return omp_get_max_threads();
+#endif
+  return 1;
+}
+/// Threads for an [m, n, k] product: one per `flops_per_thread`, at most the free ones.
+inline int threads_for(std::int64_t m, std::int64_t n, std::int64_t k, double flops_per_thread) {
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  return std::max(1, std::min<int>(free_threads(), static_cast<int>(flops / flops_per_thread)));
+}
+
 /// C = alpha * A * B + beta * C with A viewed as [m, k], B as [k, n], C row-major with ldc.
 /// With `packed` (from pack_b_once of this B), B is read from it instead of being packed.
 /// `round` rounds float operands to bf16 or f16 as they are packed (autocast).
 template <class TA, class TB>
 void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> a, View<TB> b, float beta, float* c, std::int64_t ldc,
           const PackedB* packed = nullptr, Rounding round = Rounding::none) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
-    return;
-  }
-  int max_threads = 1;
-#if defined(_OPENMP)
-  if (!omp_in_parallel()) max_threads = omp_get_max_threads();
-#endif
-  // Enough work per thread to pay for a parallel region (~2 MFLOP).
-  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  const int threads = std::max(1, std::min<int>(max_threads, static_cast<int>(flops / 2e6)));
+  if (trivial_product(m, n, k, beta, c, ldc)) return;
+  const int max_threads = free_threads();
+  const int threads = threads_for(m, n, k, 2e6);  // enough work per thread to pay for a parallel region
   if constexpr (std::is_same_v<TA, float> && std::is_same_v<TB, float>) {
     if (m <= small_m_rows && !packed && round == Rounding::none && b.rs == 1 && b.cs != 1) {
       // These products are bound by reading B, not by their FLOPs: with OpenMP's idle threads
