@@ -103,6 +103,20 @@ TEST_CASE("Var: gradients of two leaves from one node do not share storage") {
   CHECK(b.grad().to_vector() == std::vector<float>{1.f, 1.f});
 }
 
+TEST_CASE("Var: a fused node's fresh gradients become the leaves' gradients without a copy") {
+  dsm::Generator gen(5);
+  Var<float> a(Tensor<float>::randn({1000}, gen), true), b(Tensor<float>::randn({1000}, gen), true), c(Tensor<float>::randn({1000}, gen), true);
+  Var<float> y = dsm::relu(a * b + c);
+  const auto g = Tensor<float>::ones({1000});
+  const auto before = dsm::cpu::memory_stats().allocations;
+  y.backward(g);
+  // y's gradient (a copy of the caller's g) and one gradient per leaf, written in one pass; a
+  // copy of each leaf's gradient would make 7.
+  CHECK(dsm::cpu::memory_stats().allocations - before == 4);
+  const auto av = a.value().to_vector(), bv = b.value().to_vector(), cv = c.value().to_vector(), dc = c.grad().to_vector();
+  for (std::size_t i = 0; i < av.size(); ++i) CHECK(dc[i] == (av[i] * bv[i] + cv[i] > 0.f ? 1.f : 0.f));
+}
+
 TEST_CASE("Var: error paths") {
   Var<float> x(Tensor<float>::from({1.f, 2.f}), true);
   Var<float> c(Tensor<float>::from({1.f, 2.f}));

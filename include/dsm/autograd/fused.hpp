@@ -320,7 +320,11 @@ class FusedNode final : public Node {
     const Edge& edge = inputs[static_cast<std::size_t>(I)];
     if (!edge) return;
     using Leaf = typename leaf_type<S, I>::type;
-    accumulate_input(edge, sum_to(grad, impl_cast<typename Leaf::value_type, typename Leaf::backend_type>(*edge).value.shape()));
+    const Shape& to = impl_cast<typename Leaf::value_type, typename Leaf::backend_type>(*edge).value.shape();
+    // Handed over alone, a fresh gradient becomes the leaf's .grad as it is; a second handle on
+    // it would make accumulate() copy it (three 64 MB copies in each W2 step).
+    if (grad.shape() == to) accumulate_input(edge, std::move(grad));
+    else accumulate_input(edge, sum_to(grad, to));
   }
 
   S tree_;
