@@ -103,7 +103,7 @@ TEST_CASE("Var: gradients of two leaves from one node do not share storage") {
   CHECK(b.grad().to_vector() == std::vector<float>{1.f, 1.f});
 }
 
-TEST_CASE("Var: a fused node's fresh gradients become the leaves' gradients without a copy") {
+TEST_CASE("Var: the fresh gradients of a fused node and of matmul become the leaves' gradients without a copy") {
   dsm::Generator gen(5);
   Var<float> a(Tensor<float>::randn({1000}, gen), true), b(Tensor<float>::randn({1000}, gen), true), c(Tensor<float>::randn({1000}, gen), true);
   Var<float> y = dsm::relu(a * b + c);
@@ -115,6 +115,14 @@ TEST_CASE("Var: a fused node's fresh gradients become the leaves' gradients with
   CHECK(dsm::cpu::memory_stats().allocations - before == 4);
   const auto av = a.value().to_vector(), bv = b.value().to_vector(), cv = c.value().to_vector(), dc = c.grad().to_vector();
   for (std::size_t i = 0; i < av.size(); ++i) CHECK(dc[i] == (av[i] * bv[i] + cv[i] > 0.f ? 1.f : 0.f));
+  // matmul: the output's gradient, dA = G B^T and dB = A^T G (a copy of each made 5).
+  Var<float> p(Tensor<float>::randn({20, 30}, gen), true), q(Tensor<float>::randn({30, 10}, gen), true);
+  Var<float> z = dsm::matmul(p, q);
+  const auto gz = Tensor<float>::ones({20, 10});
+  const auto before_mm = dsm::cpu::memory_stats().allocations;
+  z.backward(gz);
+  CHECK(dsm::cpu::memory_stats().allocations - before_mm == 3);
+  CHECK(q.grad().to_vector() == dsm::matmul(p.value().t(), gz).to_vector());
 }
 
 TEST_CASE("Var: error paths") {

@@ -268,9 +268,11 @@ void evaluate_together(const Shape& shape, std::tuple<Outs*...> outs, const std:
   });
 }
 
-/// Sums a gradient computed at the output's shape down to the shape of a broadcast input.
+/// Sums a gradient computed at the output's shape down to the shape of a broadcast input; a
+/// gradient already of that shape is returned as it is, so a caller that hands over its only
+/// handle (std::move) lets the input's accumulate() keep it without a copy.
 template <class T, class B>
-Tensor<T, B> sum_to(const Tensor<T, B>& g, const Shape& to) {
+Tensor<T, B> sum_to(Tensor<T, B> g, const Shape& to) {
   if (g.shape() == to) return g;
   const int lead = g.rank() - to.rank();
   Shape dims;
@@ -320,11 +322,9 @@ class FusedNode final : public Node {
     const Edge& edge = inputs[static_cast<std::size_t>(I)];
     if (!edge) return;
     using Leaf = typename leaf_type<S, I>::type;
-    const Shape& to = impl_cast<typename Leaf::value_type, typename Leaf::backend_type>(*edge).value.shape();
     // Handed over alone, a fresh gradient becomes the leaf's .grad as it is; a second handle on
     // it would make accumulate() copy it (three 64 MB copies in each W2 step).
-    if (grad.shape() == to) accumulate_input(edge, std::move(grad));
-    else accumulate_input(edge, sum_to(grad, to));
+    accumulate_input(edge, sum_to(std::move(grad), impl_cast<typename Leaf::value_type, typename Leaf::backend_type>(*edge).value.shape()));
   }
 
   S tree_;

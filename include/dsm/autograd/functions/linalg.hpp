@@ -28,14 +28,16 @@ Var<T, B> matmul(const Var<T, B>& a, const Var<T, B>& b) {
        b2 = need_a ? b2 : Tensor<T, B>()](const Tensor<T, B>& g, const std::vector<autograd::Edge>& in) {
         const Tensor<T, B> g2 = g.reshape(y2_shape);
         if (in[0]) {
-          const Tensor<T, B> ga = matmul(g2, b2.transpose(-1, -2));
+          // Each gradient is handed over as its only handle (the temporaries die at the ';'), so a
+          // leaf keeps it as its .grad without a copy.
           const Shape a2_shape = a_shape.rank() == 1 ? Shape{1, a_shape[0]} : a_shape;
-          autograd::accumulate_input(in[0], autograd::detail::sum_to(ga, a2_shape).reshape(a_shape));
+          Tensor<T, B> ga = autograd::detail::sum_to(matmul(g2, b2.transpose(-1, -2)), a2_shape).reshape(a_shape);
+          autograd::accumulate_input(in[0], std::move(ga));
         }
         if (in[1]) {
-          const Tensor<T, B> gb = matmul(a2.transpose(-1, -2), g2);
           const Shape b2_shape = b_shape.rank() == 1 ? Shape{b_shape[0], 1} : b_shape;
-          autograd::accumulate_input(in[1], autograd::detail::sum_to(gb, b2_shape).reshape(b_shape));
+          Tensor<T, B> gb = autograd::detail::sum_to(matmul(a2.transpose(-1, -2), g2), b2_shape).reshape(b_shape);
+          autograd::accumulate_input(in[1], std::move(gb));
         }
       });
 }

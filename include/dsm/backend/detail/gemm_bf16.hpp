@@ -111,6 +111,11 @@ DSM_BF16_TARGET inline __m512i pairs16(const T* src) {
   }
 }
 
+/// The mask of the first `count` of 16 lanes (all of them from 16 on, none at 0 or below).
+inline __mmask16 first_lanes(std::int64_t count) {
+  return static_cast<__mmask16>(count >= 16 ? 0xffffu : (1u << std::max<std::int64_t>(count, 0)) - 1u);
+}
+
 /// Packs `rows` (<= width) lines of a source whose element (line i, depth p) is v.p[i * v.rs + p *
 /// v.cs] into a panel of `width` words per depth pair: out[q * width + i] = pair (2q, 2q + 1) of
 /// line i, zero past `rows` and past depth k. A's row panels (width mr) and B's column panels
@@ -137,10 +142,9 @@ DSM_BF16_TARGET DSM_HOT_KERNEL void pack_panel(const gemm::View<T>& v, std::int6
       const T* even = v.p + 2 * q * v.cs;
       const T* odd = even + v.cs;
       for (int i = 0; i < width; i += 16) {
-        const auto lanes = [](std::int64_t count) { return static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << std::max<std::int64_t>(count, 0)) - 1); };
-        const __mmask16 valid = lanes(rows - i);
+        const __mmask16 valid = first_lanes(rows - i);
         const __m512i words = _mm512_or_si512(run16(even + i, valid), _mm512_maskz_slli_epi32(0xffff, run16(odd + i, valid), 16));
-        _mm512_mask_storeu_epi32(out + q * width + i, lanes(width - i), words);
+        _mm512_mask_storeu_epi32(out + q * width + i, first_lanes(width - i), words);
       }
     }
   }
