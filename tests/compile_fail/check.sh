@@ -44,5 +44,7 @@ check tagger_tags "BiLSTMCRF: vocab_size, embedding_dim, hidden_size, num_layers
 check joint_intents "JointIntentSlot: num_intents must be positive" 'dsm::models::JointIntentSlot<{.vocab_size = 100, .num_tags = 5}> m;'
 check lstm_hidden "LSTM: hidden_size must be positive" 'dsm::nn::LSTM<{.input_size = 4, .hidden_size = 0}> m;'
 check checkpoint_result "checkpoint: f must return a Var of the inputs' type or a std::vector of them" 'dsm::Var<float> x(dsm::Tensor<float>::ones({2}), true); auto y = dsm::checkpoint([](const dsm::Var<float>&) { return 1; }, x);'
+check lazy_backward "this is an unevaluated expression, not a Var or a Tensor (auto keeps the lazy tree)" 'dsm::Var<float> a(dsm::Tensor<float>::ones({2}), true); auto loss = dsm::sum(a) + dsm::sum(a); loss.backward();'
+check lazy_item "store it first, as in dsm::Var<float> loss = a + b;" 'const auto t = dsm::Tensor<float>::ones({1}); auto e = t * 2.f; e.item();'
 wait
 report

@@ -130,6 +130,20 @@ struct expr_backend<E, std::void_t<typename E::backend_type>> {
 
 // ---- nodes -------------------------------------------------------------------------------------
 
+namespace detail {
+template <class...>
+inline constexpr bool dependent_false = false;
+}  // namespace detail
+
+/// Calls a Var or a Tensor answers and a lazy tree cannot: `auto loss = a + b; loss.backward();`
+/// keeps the unevaluated tree, and this says so instead of "has no member named 'backward'".
+#define DSM_LAZY_EXPRESSION_HAS_NO(member)                                                                                       \
+  template <class... Args>                                                                                                        \
+  void member(Args&&...) const {                                                                                                  \
+    static_assert(detail::dependent_false<Args...>, "this is an unevaluated expression, not a Var or a Tensor (auto keeps the " \
+                                                    "lazy tree): store it first, as in dsm::Var<float> loss = a + b;");          \
+  }
+
 /// A constant broadcast to any shape; it takes the element type of the expression it joins.
 template <class T>
 struct [[nodiscard]] ScalarNode {
@@ -175,6 +189,8 @@ struct [[nodiscard]] UnaryNode {
   }
   template <class Visit>
   void for_each_leaf(Visit&& v) const { expr_access<arg_type>::for_each_leaf(a, v); }
+  DSM_LAZY_EXPRESSION_HAS_NO(backward)
+  DSM_LAZY_EXPRESSION_HAS_NO(item)
 };
 
 template <class F, class A, class B>
@@ -204,6 +220,8 @@ struct [[nodiscard]] BinaryNode {
     expr_access<left_type>::for_each_leaf(a, v);
     expr_access<right_type>::for_each_leaf(b, v);
   }
+  DSM_LAZY_EXPRESSION_HAS_NO(backward)
+  DSM_LAZY_EXPRESSION_HAS_NO(item)
 };
 
 template <class F, class A, class B, class C>
@@ -235,6 +253,8 @@ struct [[nodiscard]] TernaryNode {
     expr_access<b_type>::for_each_leaf(b, v);
     expr_access<c_type>::for_each_leaf(c, v);
   }
+  DSM_LAZY_EXPRESSION_HAS_NO(backward)
+  DSM_LAZY_EXPRESSION_HAS_NO(item)
 };
 
 namespace detail {
@@ -250,3 +270,5 @@ struct has_variable<TernaryNode<F, A, B, C>>
 }  // namespace detail
 
 }  // namespace dsm
+
+#undef DSM_LAZY_EXPRESSION_HAS_NO
