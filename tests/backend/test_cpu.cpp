@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -127,6 +128,43 @@ TEST_CASE("the packed fp32 GEMM is exact to rounding on sizes that cross every b
           }
         CHECK(worst < 1e-5);
       }
+  }
+}
+
+TEST_CASE("the fp32 GEMM matches a double product on random shapes, layouts, leading dimensions, alpha and beta") {
+  // Shapes drawn to land on every edge of the blocking: 1-40 rows (full, 5-8-row, 3-4-row, 1- and
+  // 2-row panels), 1-90 columns (full and half-width last B panels), 1-900 depths (one to three
+  // depth blocks, depth blocks of any remainder), operands stored with room to spare.
+  std::mt19937 rng(1201);
+  auto draw = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+  dsm::Generator g{12};
+  for (int trial = 0; trial < 120; ++trial) {
+    const std::int64_t m = draw(1, 40), n = draw(1, 90), k = draw(1, 900);
+    const bool ta = draw(0, 1) == 1, tb = draw(0, 1) == 1;
+    const float alpha = draw(0, 1) == 1 ? 1.f : -0.75f, beta = static_cast<float>(draw(0, 2)) * 0.5f;  // 0, 0.5, 1
+    const std::int64_t lda = (ta ? m : k) + draw(0, 9), ldb = (tb ? k : n) + draw(0, 9), ldc = n + draw(0, 9);
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    CAPTURE(ta);
+    CAPTURE(tb);
+    const auto a = dsm::Tensor<float>::randn({ta ? k : m, lda}, g), b = dsm::Tensor<float>::randn({tb ? n : k, ldb}, g);
+    auto c = dsm::Tensor<float>::randn({m, ldc}, g);
+    const auto c0 = c.clone();
+    dsm::cpu::gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+    double worst = 0;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < ldc; ++j) {
+        if (j >= n) {  // the padding of each row of C is never written
+          CHECK(c(i, j) == c0(i, j));
+          continue;
+        }
+        double sum = 0;
+        for (std::int64_t p = 0; p < k; ++p) sum += static_cast<double>(ta ? a(p, i) : a(i, p)) * (tb ? b(j, p) : b(p, j));
+        const double want = alpha * sum + beta * static_cast<double>(c0(i, j));
+        worst = std::max(worst, std::abs(want - c(i, j)) / (1.0 + std::sqrt(static_cast<double>(k))));
+      }
+    CHECK(worst < 1e-5);
   }
 }
 
