@@ -198,7 +198,7 @@ TEST_CASE("layer_norm's row kernel in float: against loops in double, chunked we
 }
 
 TEST_CASE("the norms take empty inputs: no rows, or rows of zero width") {
-  for (const dsm::Shape shape : {dsm::Shape{0, 4}, dsm::Shape{3, 0}}) {
+  for (const dsm::Shape& shape : {dsm::Shape{0, 4}, dsm::Shape{3, 0}}) {
     CAPTURE(shape);
     const std::int64_t n = shape[1];
     const dsm::Var<float> x(Tensor<float>::zeros(shape), true), w(Tensor<float>::ones({n}), true), b(Tensor<float>::zeros({n}), true);
