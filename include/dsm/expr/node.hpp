@@ -135,8 +135,9 @@ template <class...>
 inline constexpr bool dependent_false = false;
 }  // namespace detail
 
-/// Calls a Var or a Tensor answers and a lazy tree cannot: `auto loss = a + b; loss.backward();`
-/// keeps the unevaluated tree, and this says so instead of "has no member named 'backward'".
+/// Members a Var or a Tensor has and a lazy tree does not (backward, item, value, grad). After
+/// `auto loss = a + b;` the name holds the unevaluated tree, and `loss.backward()` then says so
+/// instead of "has no member named 'backward'".
 #define DSM_LAZY_EXPRESSION_HAS_NO(member)                                                                                       \
   template <class... Args>                                                                                                        \
   void member(Args&&...) const {                                                                                                  \
@@ -191,6 +192,8 @@ struct [[nodiscard]] UnaryNode {
   void for_each_leaf(Visit&& v) const { expr_access<arg_type>::for_each_leaf(a, v); }
   DSM_LAZY_EXPRESSION_HAS_NO(backward)
   DSM_LAZY_EXPRESSION_HAS_NO(item)
+  DSM_LAZY_EXPRESSION_HAS_NO(value)
+  DSM_LAZY_EXPRESSION_HAS_NO(grad)
 };
 
 template <class F, class A, class B>
@@ -222,6 +225,8 @@ struct [[nodiscard]] BinaryNode {
   }
   DSM_LAZY_EXPRESSION_HAS_NO(backward)
   DSM_LAZY_EXPRESSION_HAS_NO(item)
+  DSM_LAZY_EXPRESSION_HAS_NO(value)
+  DSM_LAZY_EXPRESSION_HAS_NO(grad)
 };
 
 template <class F, class A, class B, class C>
@@ -255,6 +260,8 @@ struct [[nodiscard]] TernaryNode {
   }
   DSM_LAZY_EXPRESSION_HAS_NO(backward)
   DSM_LAZY_EXPRESSION_HAS_NO(item)
+  DSM_LAZY_EXPRESSION_HAS_NO(value)
+  DSM_LAZY_EXPRESSION_HAS_NO(grad)
 };
 
 namespace detail {
