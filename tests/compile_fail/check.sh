@@ -46,5 +46,7 @@ check lstm_hidden "LSTM: hidden_size must be positive" 'dsm::nn::LSTM<{.input_si
 check checkpoint_result "checkpoint: f must return a Var of the inputs' type or a std::vector of them" 'dsm::Var<float> x(dsm::Tensor<float>::ones({2}), true); auto y = dsm::checkpoint([](const dsm::Var<float>&) { return 1; }, x);'
 check lazy_backward "this is an unevaluated expression, not a Var or a Tensor (auto keeps the lazy tree)" 'dsm::Var<float> a(dsm::Tensor<float>::ones({2}), true); auto loss = dsm::sum(a) + dsm::sum(a); loss.backward();'
 check lazy_item "store it first, as in dsm::Var<float> loss = a + b;" 'const auto t = dsm::Tensor<float>::ones({1}); auto e = t * 2.f; e.item();'
+check lazy_value "store it first, as in dsm::Var<float> loss = a + b;" 'dsm::Var<float> a(dsm::Tensor<float>::ones({2}), true); auto e = dsm::where(a > 0.f, a, 0.f); e.value();'
+check lazy_grad "store it first, as in dsm::Var<float> loss = a + b;" 'dsm::Var<float> a(dsm::Tensor<float>::ones({2}), true); auto e = -a; e.grad();'
 wait
 report
