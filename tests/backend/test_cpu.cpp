@@ -345,3 +345,40 @@ TEST_CASE("gemm_packed_b equals gemm: B packed once, reused for several A, shape
   CHECK_THROWS_WITH_AS(dsm::cpu::gemm_packed_b(false, 2, 8, 5, 1.f, w.data(), 5, packed, 0.f, c.data(), 8),
                        "cpu::gemm_packed_b: B was packed as [4, 8], the product needs [5, 8]", dsm::shape_error);
 }
+
+TEST_CASE("gemm_packed_b multiplies by the top-left corner of a packed B, across its column and depth blocks") {
+  // B [900, 8300] packs as two column blocks (8192 + 108 columns) of three depth blocks each
+  // (384 + 384 + 132): corners that end inside the first or the last of either, and the whole of
+  // it, each equal to gemm() on the same corner read where it lies.
+  dsm::Generator gen(23);
+  const std::int64_t K = 900, N = 8300;
+  const auto w = dsm::Tensor<float>::randn({K, N}, gen);
+  const auto packed = dsm::cpu::pack_b(false, K, N, w.data(), N);
+  const int saved = dsm::get_num_threads();
+  for (const auto [m, n, k] : {std::array<std::int64_t, 3>{13, 40, 64}, {5, 8300, 900}, {30, 8250, 500}, {12, 31, 899}, {7, 8193, 385}, {29, 1, 1}}) {
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    const auto a = dsm::Tensor<float>::randn({m, k}, gen);
+    for (const int threads : {1, 2}) {
+      dsm::set_num_threads(threads);
+      dsm::Tensor<float> want = dsm::Tensor<float>::ones({m, n}), got = dsm::Tensor<float>::ones({m, n});
+      dsm::cpu::gemm(false, false, m, n, k, 1.25f, a.data(), k, w.data(), N, 0.5f, want.data(), n);
+      dsm::cpu::gemm_packed_b(false, m, n, k, 1.25f, a.data(), k, packed, 0.5f, got.data(), n);
+      CHECK(got.to_vector() == want.to_vector());
+    }
+    dsm::set_num_threads(saved);
+  }
+  dsm::Tensor<float> c({2, 8});
+  CHECK_THROWS_WITH_AS(dsm::cpu::gemm_packed_b(false, 2, N + 1, 4, 1.f, w.data(), 4, packed, 0.f, c.data(), N + 1),
+                       "cpu::gemm_packed_b: B was packed as [900, 8300], the product needs [4, 8301]", dsm::shape_error);
+  // ReusedOperand hands its corners to the same product, and names one outside it.
+  const dsm::detail::ReusedOperand<float, dsm::cpu> op(false, 64, 96, w.data(), N);
+  const auto a = dsm::Tensor<float>::randn({9, 64}, gen);
+  dsm::Tensor<float> want({9, 40}), got({9, 40});
+  dsm::cpu::gemm(false, false, 9, 40, 48, 1.f, a.data(), 64, w.data(), N, 0.f, want.data(), 40);
+  op.multiply_corner(false, 9, 48, 40, 1.f, a.data(), 64, 0.f, got.data(), 40);
+  CHECK(got.to_vector() == want.to_vector());
+  CHECK_THROWS_WITH_AS(op.multiply_corner(false, 9, 65, 40, 1.f, a.data(), 64, 0.f, got.data(), 40),
+                       "ReusedOperand::multiply_corner: [65, 40] is outside the operand's [64, 96]", dsm::shape_error);
+}

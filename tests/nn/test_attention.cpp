@@ -34,13 +34,13 @@ void load_projections(Attn& a, const std::string& prefix) {
 
 }  // namespace
 
-TEST_CASE("attention and flash_attention equal PyTorch: GQA + causal + padding, cross, decoding, multi-block") {
+TEST_CASE("attention and flash_attention equal PyTorch: GQA + causal + padding, cross, decoding, multi-block, several key chunks") {
   struct Case {
     const char* name;
     bool causal, padded;
   };
   for (const Case& c : {Case{"sdpa_gqa_causal_pad", true, true}, Case{"sdpa_cross", false, false}, Case{"sdpa_decode", true, false},
-                        Case{"sdpa_long", true, true}}) {
+                        Case{"sdpa_long", true, true}, Case{"sdpa_chunks", true, true}}) {
     for (bool flash : {false, true}) {
       const std::string n = c.name;
       CAPTURE(n);

@@ -145,6 +145,12 @@ def main():
     put_all(w, "joint", text=text, image=image, types=types, wq=p["q"], wk=p["k"], wv=p["v"], wo=p["o"],
             out=o, g=g, dtext=dtext, dimage=dimage, dtypes=dtypes)
     w.put("joint.image_pad", img_pad)
+
+    # more keys than one product of flash_attention takes (256): the online softmax spans three
+    # key chunks; 70 queries against 600 keys, causal (aligned to the end), a padded tail
+    pad_chunks = torch.zeros(1, 600, dtype=torch.bool)
+    pad_chunks[0, 570:] = True
+    sdpa_case(w, "sdpa_chunks", 1, 2, 1, 70, 600, 4, 4, True, pad_chunks)
     w.save()
 
 

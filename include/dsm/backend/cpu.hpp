@@ -198,10 +198,13 @@ struct cpu {
   static PackedB pack_b(bool trans_b, std::int64_t k, std::int64_t n, const float* b, std::int64_t ldb) {
     return detail::gemm::pack_b_once(detail::gemm::View<float>{b, trans_b ? 1 : ldb, trans_b ? ldb : 1}, k, n, rounding());
   }
-  /// gemm() with B from pack_b: C[M, N] = alpha * op(A) * B + beta * C. Requires b.k == K, b.n == N.
+  /// gemm() with B from pack_b: C[M, N] = alpha * op(A) * B[:K, :N] + beta * C, B's top-left
+  /// [K, N] corner (all of it when it was packed as [K, N]; attention multiplies a packed block of
+  /// keys by the queries that see only its first keys). Requires b.k >= K, b.n >= N.
   static void gemm_packed_b(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
                             const PackedB& b, float beta, float* c, std::int64_t ldc) {
-    if (b.k != k || b.n != n) fail<shape_error>("cpu::gemm_packed_b", "B was packed as [", b.k, ", ", b.n, "], the product needs [", k, ", ", n, "]");
+    if (k < 0 || n < 0 || b.k < k || b.n < n)
+      fail<shape_error>("cpu::gemm_packed_b", "B was packed as [", b.k, ", ", b.n, "], the product needs [", k, ", ", n, "]");
     using detail::gemm::View;
     detail::gemm::gemm<float, float>(m, n, k, alpha, View<float>{a, trans_a ? 1 : lda, trans_a ? lda : 1}, View<float>{nullptr, 0, 0}, beta, c,
                                      ldc, &b, rounding());

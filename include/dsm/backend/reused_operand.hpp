@@ -3,6 +3,7 @@
 //
 //   const detail::ReusedOperand<float, cpu> w(/*trans*/ true, k, n, w_ptr, ldw);  // W^T stored [n, k]
 //   w.multiply(false, m, 1.f, a, lda, 0.f, c, ldc);                              // C = A W, many times
+//   w.multiply_corner(false, m, k2, n2, 1.f, a, lda, 0.f, c, ldc);               // A W[:k2, :n2]
 //
 // float on the CPU packs the operand for the GEMM kernel once (cpu::pack_b), instead of once per
 // product; other types and backends, and an operand built with pack = false (too few products
@@ -28,9 +29,16 @@ class ReusedOperand {
   }
   /// C [m, n] = alpha * op(A) [m, k] * op(W) + beta * C.
   void multiply(bool trans_a, std::int64_t m, T alpha, const T* a, std::int64_t lda, T beta, T* c, std::int64_t ldc) const {
+    multiply_corner(trans_a, m, k_, n_, alpha, a, lda, beta, c, ldc);
+  }
+  /// The same with op(W)'s top-left [k, n] corner (k <= its depth, n <= its width): C [m, n] =
+  /// alpha * op(A) [m, k] * op(W)[:k, :n] + beta * C.
+  void multiply_corner(bool trans_a, std::int64_t m, std::int64_t k, std::int64_t n, T alpha, const T* a, std::int64_t lda, T beta, T* c,
+                       std::int64_t ldc) const {
+    if (k > k_ || n > n_) fail<shape_error>("ReusedOperand::multiply_corner", "[", k, ", ", n, "] is outside the operand's [", k_, ", ", n_, "]");
     if constexpr (can_pack)
-      if (packed_here_) return B::gemm_packed_b(trans_a, m, n_, k_, alpha, a, lda, packed_, beta, c, ldc);
-    B::gemm(trans_a, trans_, m, n_, k_, alpha, a, lda, w_, ldw_, beta, c, ldc);
+      if (packed_here_) return B::gemm_packed_b(trans_a, m, n, k, alpha, a, lda, packed_, beta, c, ldc);
+    B::gemm(trans_a, trans_, m, n, k, alpha, a, lda, w_, ldw_, beta, c, ldc);
   }
 
  private:

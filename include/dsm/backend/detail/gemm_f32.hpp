@@ -602,7 +602,8 @@ inline int threads_for(std::int64_t m, std::int64_t n, std::int64_t k, double fl
 }
 
 /// C = alpha * A * B + beta * C with A viewed as [m, k], B as [k, n], C row-major with ldc.
-/// With `packed` (from pack_b_once of this B), B is read from it instead of being packed.
+/// With `packed` (from pack_b_once of a B of at least [k, n]), B is its top-left [k, n] corner,
+/// read from the packed copy instead of being packed.
 /// `round` rounds float operands to bf16 or f16 as they are packed (autocast).
 template <class TA, class TB>
 void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> a, View<TB> b, float beta, float* c, std::int64_t ldc,
@@ -631,7 +632,6 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
   if (threads > 1) m_blocks = (m_blocks + threads - 1) / threads * threads;
   m_blocks = std::min(m_blocks, m_panels);
   float* bwork = packed ? nullptr : b_workspace().get(static_cast<std::size_t>(kc_block * (nc_block + nr)));
-  std::size_t packed_offset = 0;
 
   for (std::int64_t jc = 0; jc < n; jc += nc_block) {
     const std::int64_t nc = std::min(nc_block, n - jc);
@@ -640,8 +640,13 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
       const std::int64_t kc = std::min(kc_block, k - pc);
       const float beta_here = pc == 0 ? beta : 1.f;  // later depth blocks accumulate
       const View<TB> bblk{b.p + pc * b.rs + jc * b.cs, b.rs, b.cs};
-      float* bpack = packed ? const_cast<float*>(packed->data.data()) + packed_offset : bwork;  // read-only when packed
-      packed_offset += static_cast<std::size_t>(n_panels * nr * kc);
+      // A packed B may be larger than this product's [k, n] (its top-left corner is used): its
+      // block (jc, pc) starts after jc full-width columns of all its depth and pc depths of this
+      // column block, and its panels are as deep as its own depth block (a panel's first kc
+      // depths are this product's).
+      const std::int64_t b_depth = packed ? std::min(kc_block, packed->k - pc) : kc;
+      const std::int64_t packed_panels = packed ? (std::min(nc_block, packed->n - jc) + nr - 1) / nr : 0;
+      float* bpack = packed ? const_cast<float*>(packed->data.data()) + jc * packed->k + packed_panels * nr * pc : bwork;  // read-only when packed
       // Split the B panels too when there are fewer row blocks than threads.
       const std::int64_t col_groups = std::min<std::int64_t>(n_panels, std::max<std::int64_t>(1, (threads + m_blocks - 1) / m_blocks));
       const std::int64_t items = m_blocks * col_groups;
@@ -682,7 +687,7 @@ void gemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, View<TA> 
             if (prefetch_b)  // the next group of B panels, seen as a [columns, depth] block
               prefetch_slice(View<TB>{bblk.p + next_j0 * bblk.cs, bblk.cs, bblk.rs}, next_cols, kc, (jp - group_from) * (q1 - q0) + (q - q0),
                              group_panels * (q1 - q0));
-            run_micro_kernel(kc, apack + (q - q0) * mr * kc, bpack + j0 * kc, c + panels.row(q) * ldc + jc + j0, ldc, panels.height(q), ncols, alpha,
+            run_micro_kernel(kc, apack + (q - q0) * mr * kc, bpack + j0 * b_depth, c + panels.row(q) * ldc + jc + j0, ldc, panels.height(q), ncols, alpha,
                              beta_here);
           }
         }

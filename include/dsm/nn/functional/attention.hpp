@@ -14,8 +14,9 @@
 //
 // `attention` is the reference: scores [B, H, Tq, Tk] -> masks -> softmax -> optional dropout ->
 // weights x v, from differentiable ops. `flash_attention` is the FlashAttention algorithm on the
-// CPU: queries and keys in blocks of 64, an online softmax (running max and sum per query row),
-// only the output and each row's log-sum-exp kept for backward, which recomputes the block scores.
+// CPU: queries in blocks of 64, each block against all the keys it sees in products of up to 256
+// keys, an online softmax across those (running max and sum per query row), only the output and
+// each row's log-sum-exp kept for backward, which recomputes the block scores.
 // Memory is O(T * D) instead of O(T^2); each (batch, kv-head) runs on one thread, so dK and dV of
 // a key-value head shared by several query heads are summed in a fixed order (deterministic).
 #pragma once
@@ -114,7 +115,31 @@ Var<T, B> attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B>& v, 
 
 namespace detail {
 
-constexpr std::int64_t flash_block = 64;
+constexpr std::int64_t flash_block = 64;       // query rows a block
+constexpr std::int64_t flash_key_chunk = 256;  // most keys one product takes (the online softmax spans chunks)
+
+/// Scratch values on a 64-byte boundary, for blocks that GEMM products write and read: at
+/// std::vector's 16-byte alignment every row of a C tile straddles cache lines.
+template <class T>
+class AlignedScratch {
+ public:
+  explicit AlignedScratch(std::size_t n) : data_(static_cast<T*>(std::aligned_alloc(64, (std::max<std::size_t>(n, 1) * sizeof(T) + 63) / 64 * 64))) {
+    if (!data_) throw std::bad_alloc();
+  }
+  T* data() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data_;
+};
+
+/// How many keys, from the first, query row i can see: all of them, or under the causal mask
+/// (aligned to the end of the keys) those up to i + Tk - Tq.
+inline std::int64_t visible_keys(const AttentionShape& sh, bool causal, std::int64_t i) {
+  return causal ? std::clamp<std::int64_t>(i + 1 + sh.tk - sh.tq, 0, sh.tk) : sh.tk;
+}
 
 /// The rows of a [B, H, T, D] operand whose D elements are contiguous: row (b, h, t) starts at
 /// head(b, h) + t * st. Heads split from a projection's [B, T, H * D] output are such a view
@@ -179,27 +204,28 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
   Tensor<T, B> out = detail::new_heads<T, B>(sh.batch, sh.heads, sh.tq, sh.dv, detail::time_major(qv), false);  // every row is written
   const auto Q = detail::head_rows(qv), K = detail::head_rows(kv), V = detail::head_rows(vv), O = detail::head_rows(out);
   Tensor<T, B> lse({sh.batch, sh.heads, sh.tq});  // log-sum-exp of each query row's scores
-  constexpr std::int64_t bs = detail::flash_block;
+  constexpr std::int64_t bs = detail::flash_block, chunk = detail::flash_key_chunk;
   const bool causal = o.causal;
 
-  // With several query blocks, each key block (as K^T) and value block is packed for the GEMM
+  // With several query blocks, each key chunk (as K^T) and value chunk is packed for the GEMM
   // kernel once per (batch, kv head) instead of once per query block; a single query block
   // (decoding) multiplies them where they lie.
   const bool reuse_kv = sh.tq > bs;
   cpu::parallel_for(sh.batch * sh.kv_heads, 1, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<T> s(bs * bs), acc(static_cast<std::size_t>(bs * sh.dv)), m(bs), l(bs);
-    std::vector<dsm::detail::ReusedOperand<T, B>> kt_blocks, v_blocks;
+    const detail::AlignedScratch<T> s(static_cast<std::size_t>(bs * std::min(chunk, sh.tk))), acc(static_cast<std::size_t>(bs * sh.dv));
+    std::vector<T> m(bs), l(bs);
+    std::vector<dsm::detail::ReusedOperand<T, B>> kt_chunks, v_chunks;
     for (std::int64_t bk = begin; bk < end; ++bk) {
       const std::int64_t b = bk / sh.kv_heads, kh = bk % sh.kv_heads;
       const T* kp = K.head(b, kh);
       const T* vp = V.head(b, kh);
       const bool* padp = pad.defined() ? pad.data() + b * sh.tk : nullptr;
-      kt_blocks.clear();
-      v_blocks.clear();
-      for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
-        const std::int64_t cols = std::min(bs, sh.tk - j0);
-        kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * K.st, K.st, reuse_kv);
-        v_blocks.emplace_back(false, cols, sh.dv, vp + j0 * V.st, V.st, reuse_kv);
+      kt_chunks.clear();
+      v_chunks.clear();
+      for (std::int64_t j0 = 0; j0 < sh.tk; j0 += chunk) {
+        const std::int64_t cols = std::min(chunk, sh.tk - j0);
+        kt_chunks.emplace_back(true, sh.d, cols, kp + j0 * K.st, K.st, reuse_kv);
+        v_chunks.emplace_back(false, cols, sh.dv, vp + j0 * V.st, V.st, reuse_kv);
       }
       for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
         const T* qp = Q.head(b, h);
@@ -207,13 +233,17 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
         T* lp = lse.data() + (b * sh.heads + h) * sh.tq;
         for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
           const std::int64_t rows = std::min(bs, sh.tq - i0);
+          const std::int64_t visible = detail::visible_keys(sh, causal, i0 + rows - 1);  // keys [0, visible) for some row of the block
           std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
           std::fill(l.begin(), l.end(), T(0));
-          std::fill(acc.begin(), acc.end(), T(0));
-          const std::int64_t last_key = causal ? std::min(sh.tk - 1, i0 + rows - 1 + sh.tk - sh.tq) : sh.tk - 1;
-          for (std::int64_t j0 = 0; j0 <= last_key; j0 += bs) {
-            const std::int64_t cols = std::min(bs, sh.tk - j0);
-            kt_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, scale, qp + i0 * Q.st, Q.st, T(0), s.data(), cols);  // Q K^T
+          if (visible == 0) std::fill(acc.data(), acc.data() + bs * sh.dv, T(0));
+          // All of a block's visible keys in products of up to `chunk` columns (one for T <= 256):
+          // long products amortize each call's C traffic and each operand's packing, and a
+          // single chunk needs no rescaling of what came before.
+          for (std::int64_t j0 = 0; j0 < visible; j0 += chunk) {
+            const std::int64_t cols = std::min(chunk, visible - j0);
+            const bool first = j0 == 0;
+            kt_chunks[static_cast<std::size_t>(j0 / chunk)].multiply_corner(false, rows, sh.d, cols, scale, qp + i0 * Q.st, Q.st, T(0), s.data(), cols);  // Q K^T
             detail::mask_block(s.data(), rows, cols, i0, j0, sh, causal, padp);
             for (std::int64_t r = 0; r < rows; ++r) {
               T* sr = s.data() + r * cols;
@@ -223,16 +253,22 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
                 std::fill(sr, sr + cols, T(0));
                 continue;
               }
-              const T alpha = math::exp_nonpositive(m[static_cast<std::size_t>(r)] - mx);  // rescales what came before
-              DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) sr[c] = math::exp_nonpositive(sr[c] - mx);  // vector exp (float)
               T sum = 0;
-              DSM_SIMD_REDUCE(+, sum) for (std::int64_t c = 0; c < cols; ++c) sum += sr[c];
-              l[static_cast<std::size_t>(r)] = l[static_cast<std::size_t>(r)] * alpha + sum;
+              DSM_SIMD_REDUCE(+, sum) for (std::int64_t c = 0; c < cols; ++c) {
+                sr[c] = math::exp_nonpositive(sr[c] - mx);  // vector exp (float)
+                sum += sr[c];
+              }
+              if (!first) {  // rescale what the earlier chunks left (the first chunk's product overwrites acc)
+                const T alpha = math::exp_nonpositive(m[static_cast<std::size_t>(r)] - mx);
+                l[static_cast<std::size_t>(r)] *= alpha;
+                T* ar = acc.data() + r * sh.dv;
+                DSM_SIMD for (std::int64_t c = 0; c < sh.dv; ++c) ar[c] *= alpha;
+              }
+              l[static_cast<std::size_t>(r)] += sum;
               m[static_cast<std::size_t>(r)] = mx;
-              T* ar = acc.data() + r * sh.dv;
-              DSM_SIMD for (std::int64_t c = 0; c < sh.dv; ++c) ar[c] *= alpha;
             }
-            v_blocks[static_cast<std::size_t>(j0 / bs)].multiply(false, rows, T(1), s.data(), cols, T(1), acc.data(), sh.dv);  // acc += P V
+            v_chunks[static_cast<std::size_t>(j0 / chunk)].multiply_corner(false, rows, cols, sh.dv, T(1), s.data(), cols, first ? T(0) : T(1), acc.data(),
+                                                                           sh.dv);  // acc (+)= P V
           }
           for (std::int64_t r = 0; r < rows; ++r) {
             const T lr = l[static_cast<std::size_t>(r)];
@@ -253,20 +289,24 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
       [qv, kv, vv, out, lse, pad, sh, scale, causal](const Tensor<T, B>& g0, const std::vector<autograd::Edge>& in) {
         const Tensor<T, B> dout = detail::unit_inner(g0);
         // Each gradient laid out like its input, so that a time-major q, k or v (split heads) gets
-        // a time-major gradient, which reshapes back to [B, T, H * D] without a copy.
-        Tensor<T, B> dq = detail::new_heads<T, B>(sh.batch, sh.heads, sh.tq, sh.d, detail::time_major(qv), true);
-        Tensor<T, B> dk = detail::new_heads<T, B>(sh.batch, sh.kv_heads, sh.tk, sh.d, detail::time_major(kv), true);
-        Tensor<T, B> dvv = detail::new_heads<T, B>(sh.batch, sh.kv_heads, sh.tk, sh.dv, detail::time_major(vv), true);
+        // a time-major gradient, which reshapes back to [B, T, H * D] without a copy. Every
+        // element is written by a product's first term (beta = 0; see below) unless there are
+        // no queries at all.
+        Tensor<T, B> dq = detail::new_heads<T, B>(sh.batch, sh.heads, sh.tq, sh.d, detail::time_major(qv), false);
+        Tensor<T, B> dk = detail::new_heads<T, B>(sh.batch, sh.kv_heads, sh.tk, sh.d, detail::time_major(kv), sh.tq == 0);
+        Tensor<T, B> dvv = detail::new_heads<T, B>(sh.batch, sh.kv_heads, sh.tk, sh.dv, detail::time_major(vv), sh.tq == 0);
         const auto Q = detail::head_rows(qv), K = detail::head_rows(kv), V = detail::head_rows(vv), O = detail::head_rows(out), G = detail::head_rows(dout);
         const auto dQ = detail::head_rows(dq), dK = detail::head_rows(dk), dV = detail::head_rows(dvv);
-        constexpr std::int64_t bs = detail::flash_block;
-        // Every block operand on the right of a product is packed once per head (Q, dO) or per
-        // (batch, kv head) (K, K^T, V^T) when there are several blocks each way to reuse it;
-        // otherwise each product reads it where it lies.
-        const bool reuse = sh.tq > bs && sh.tk > bs;
+        constexpr std::int64_t bs = detail::flash_block, chunk = detail::flash_key_chunk;
+        // The key operands (K^T, K, V^T of a chunk) are packed once per (batch, kv head) when
+        // several query blocks multiply them, a query block's Q and dO once when several chunks do;
+        // otherwise each product reads them where they lie.
+        const bool reuse_kv = sh.tq > bs;
         cpu::parallel_for(sh.batch * sh.kv_heads, 1, [&](std::int64_t begin, std::int64_t end) {
-          std::vector<T> p(bs * bs), dp(bs * bs), delta(static_cast<std::size_t>(sh.tq));
-          std::vector<dsm::detail::ReusedOperand<T, B>> kt_blocks, k_blocks, vt_blocks, q_blocks, do_blocks;
+          const auto block_size = static_cast<std::size_t>(bs * std::min(chunk, sh.tk));
+          const detail::AlignedScratch<T> p(block_size), dp(block_size);
+          std::vector<T> delta(static_cast<std::size_t>(sh.tq));
+          std::vector<dsm::detail::ReusedOperand<T, B>> kt_chunks, k_chunks, vt_chunks;
           for (std::int64_t bk = begin; bk < end; ++bk) {
             const std::int64_t b = bk / sh.kv_heads, kh = bk % sh.kv_heads;
             const T* kp = K.head(b, kh);
@@ -274,56 +314,62 @@ Var<T, B> flash_attention(const Var<T, B>& q, const Var<T, B>& k, const Var<T, B
             T* dkp = dK.head(b, kh);
             T* dvp = dV.head(b, kh);
             const bool* padp = pad.defined() ? pad.data() + b * sh.tk : nullptr;
-            kt_blocks.clear();
-            k_blocks.clear();
-            vt_blocks.clear();
-            for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
-              const std::int64_t cols = std::min(bs, sh.tk - j0);
-              kt_blocks.emplace_back(true, sh.d, cols, kp + j0 * K.st, K.st, reuse);     // S = Q K^T
-              k_blocks.emplace_back(false, cols, sh.d, kp + j0 * K.st, K.st, reuse);     // dQ += dS K
-              vt_blocks.emplace_back(true, sh.dv, cols, vp + j0 * V.st, V.st, reuse);  // dP = dO V^T
+            kt_chunks.clear();
+            k_chunks.clear();
+            vt_chunks.clear();
+            for (std::int64_t j0 = 0; j0 < sh.tk; j0 += chunk) {
+              const std::int64_t cols = std::min(chunk, sh.tk - j0);
+              kt_chunks.emplace_back(true, sh.d, cols, kp + j0 * K.st, K.st, reuse_kv);     // S = Q K^T
+              k_chunks.emplace_back(false, cols, sh.d, kp + j0 * K.st, K.st, reuse_kv);     // dQ += dS K
+              vt_chunks.emplace_back(true, sh.dv, cols, vp + j0 * V.st, V.st, reuse_kv);  // dP = dO V^T
             }
+            // dK and dV are sums over every query row of the kv head's query heads. The first
+            // block visited, the last query block of the first head, sees every key (the causal
+            // mask is aligned to the end of the keys), so its products set them (beta = 0).
+            bool first_visit = true;
             for (std::int64_t h = kh * sh.group(); h < (kh + 1) * sh.group(); ++h) {
               const T *qp = Q.head(b, h), *op = O.head(b, h), *gp = G.head(b, h);
               const T* lp = lse.data() + (b * sh.heads + h) * sh.tq;
               T* dqp = dQ.head(b, h);
-              q_blocks.clear();
-              do_blocks.clear();
-              for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
-                const std::int64_t rows = std::min(bs, sh.tq - i0);
-                q_blocks.emplace_back(false, rows, sh.d, qp + i0 * Q.st, Q.st, reuse);     // dK += dS^T Q
-                do_blocks.emplace_back(false, rows, sh.dv, gp + i0 * G.st, G.st, reuse);  // dV += P^T dO
-              }
               for (std::int64_t i = 0; i < sh.tq; ++i) {  // delta_i = <dO_i, O_i>
                 T acc = 0;
                 const T *gr = gp + i * G.st, *orow = op + i * O.st;  // row pointers: indexed through the strides, gcc gathered
                 DSM_SIMD_REDUCE(+, acc) for (std::int64_t c = 0; c < sh.dv; ++c) acc += gr[c] * orow[c];
                 delta[static_cast<std::size_t>(i)] = acc;
               }
-              for (std::int64_t j0 = 0; j0 < sh.tk; j0 += bs) {
-                const std::int64_t cols = std::min(bs, sh.tk - j0);
-                for (std::int64_t i0 = 0; i0 < sh.tq; i0 += bs) {
-                  const std::int64_t rows = std::min(bs, sh.tq - i0);
-                  if (causal && j0 > i0 + rows - 1 + sh.tk - sh.tq) continue;  // block fully masked
-                  const auto jb = static_cast<std::size_t>(j0 / bs), ib = static_cast<std::size_t>(i0 / bs);
-                  kt_blocks[jb].multiply(false, rows, scale, qp + i0 * Q.st, Q.st, T(0), p.data(), cols);
+              for (std::int64_t i0 = (sh.tq + bs - 1) / bs * bs - bs; i0 >= 0; i0 -= bs) {  // the last block first
+                const std::int64_t rows = std::min(bs, sh.tq - i0);
+                const std::int64_t visible = detail::visible_keys(sh, causal, i0 + rows - 1);
+                if (visible == 0) {  // no row of the block sees a key: no gradient reaches its queries
+                  for (std::int64_t r = 0; r < rows; ++r) std::fill(dqp + (i0 + r) * dQ.st, dqp + (i0 + r) * dQ.st + sh.d, T(0));
+                  continue;
+                }
+                const bool several = visible > chunk;
+                const dsm::detail::ReusedOperand<T, B> q_block(false, rows, sh.d, qp + i0 * Q.st, Q.st, several);     // dK += dS^T Q
+                const dsm::detail::ReusedOperand<T, B> do_block(false, rows, sh.dv, gp + i0 * G.st, G.st, several);  // dV += P^T dO
+                const T beta_kv = first_visit ? T(0) : T(1);
+                for (std::int64_t j0 = 0; j0 < visible; j0 += chunk) {
+                  const std::int64_t cols = std::min(chunk, visible - j0);
+                  const auto jc = static_cast<std::size_t>(j0 / chunk);
+                  kt_chunks[jc].multiply_corner(false, rows, sh.d, cols, scale, qp + i0 * Q.st, Q.st, T(0), p.data(), cols);
                   detail::mask_block(p.data(), rows, cols, i0, j0, sh, causal, padp);
                   for (std::int64_t r = 0; r < rows; ++r) {
                     T* pr = p.data() + r * cols;
                     const T lse_r = lp[i0 + r];
                     DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) pr[c] = math::exp_nonpositive(pr[c] - lse_r);
                   }
-                  do_blocks[ib].multiply(true, cols, T(1), p.data(), cols, T(1), dvp + j0 * dV.st, dV.st);   // dV += P^T dO
-                  vt_blocks[jb].multiply(false, rows, T(1), gp + i0 * G.st, G.st, T(0), dp.data(), cols);  // dP = dO V^T
+                  do_block.multiply(true, cols, T(1), p.data(), cols, beta_kv, dvp + j0 * dV.st, dV.st);                               // dV (+)= P^T dO
+                  vt_chunks[jc].multiply_corner(false, rows, sh.dv, cols, T(1), gp + i0 * G.st, G.st, T(0), dp.data(), cols);  // dP = dO V^T
                   for (std::int64_t r = 0; r < rows; ++r) {
                     T* dr = dp.data() + r * cols;
                     const T* pr = p.data() + r * cols;
                     const T delta_r = delta[static_cast<std::size_t>(i0 + r)];
                     DSM_SIMD for (std::int64_t c = 0; c < cols; ++c) dr[c] = pr[c] * (dr[c] - delta_r);  // dS (scale applied below)
                   }
-                  k_blocks[jb].multiply(false, rows, scale, dp.data(), cols, T(1), dqp + i0 * dQ.st, dQ.st);  // dQ += dS K
-                  q_blocks[ib].multiply(true, cols, scale, dp.data(), cols, T(1), dkp + j0 * dK.st, dK.st);   // dK += dS^T Q
+                  k_chunks[jc].multiply_corner(false, rows, cols, sh.d, scale, dp.data(), cols, j0 == 0 ? T(0) : T(1), dqp + i0 * dQ.st, dQ.st);  // dQ (+)= dS K
+                  q_block.multiply(true, cols, scale, dp.data(), cols, beta_kv, dkp + j0 * dK.st, dK.st);  // dK (+)= dS^T Q
                 }
+                first_visit = false;
               }
             }
           }
