@@ -43,6 +43,46 @@ TEST_CASE("Var: reused values accumulate, backward twice needs retain_graph") {
   CHECK_THROWS_WITH_AS(s.backward(), doctest::Contains("already freed"), dsm::error);
 }
 
+TEST_CASE("Var: a value read by several linear layers and norms gets their gradients added where they are computed") {
+  // x feeds three projections, an RMSNorm and a residual term: after the first gradient, linear's
+  // dx product and the norm's row kernel add into x's pending gradient (beta = 1) instead of
+  // handing over a tensor to add. The sum must equal the consumers' gradients taken one by one,
+  // for a leaf accumulating over two backward calls too, in float and double.
+  auto run = [](auto zero) {
+    using T = decltype(zero);
+    dsm::Generator gen(31);
+    const Var<T> x(Tensor<T>::randn({2, 5, 8}, gen), true);
+    const Var<T> wq(Tensor<T>::randn({6, 8}, gen)), wk(Tensor<T>::randn({3, 8}, gen)), wv(Tensor<T>::randn({3, 8}, gen)), wn(Tensor<T>::randn({8}, gen));
+    const Tensor<T> rq = Tensor<T>::randn({2, 5, 6}, gen), rk = Tensor<T>::randn({2, 5, 3}, gen), rv = Tensor<T>::randn({2, 5, 3}, gen);
+    const Tensor<T> rn = Tensor<T>::randn({2, 5, 8}, gen), rx = Tensor<T>::randn({2, 5, 8}, gen);
+    auto term = [&](int which, const Var<T>& in) -> Var<T> {
+      switch (which) {
+        case 0: return dsm::sum(Var<T>(dsm::linear(in, wq) * rq));
+        case 1: return dsm::sum(Var<T>(dsm::linear(in, wk) * rk));
+        case 2: return dsm::sum(Var<T>(dsm::linear(in, wv) * rv));
+        case 3: return dsm::sum(Var<T>(dsm::nn::functional::rms_norm(in, wn) * rn));
+        default: return dsm::sum(Var<T>(in * rx));
+      }
+    };
+    std::vector<double> want(static_cast<std::size_t>(x.numel()), 0.0);
+    for (int which = 0; which < 5; ++which) {  // each consumer alone
+      const Var<T> xi(x.value().clone(), true);
+      term(which, xi).backward();
+      for (std::int64_t i = 0; i < x.numel(); ++i) want[static_cast<std::size_t>(i)] += static_cast<double>(xi.grad().data()[i]);
+    }
+    // The residual term first (its gradient is the first x receives), then the rest; twice.
+    for (int pass = 1; pass <= 2; ++pass) {
+      Var<T> total = term(4, x);
+      for (int which = 0; which < 4; ++which) total = Var<T>(total + term(which, x));
+      total.backward();
+      for (std::int64_t i = 0; i < x.numel(); ++i)
+        CHECK(static_cast<double>(x.grad().data()[i]) == doctest::Approx(pass * want[static_cast<std::size_t>(i)]).epsilon(1e-5));
+    }
+  };
+  run(0.0f);
+  run(0.0);
+}
+
 TEST_CASE("Var: a chain of 100000 nodes runs forward, backward and destruction without recursion") {
   Var<float> x0(Tensor<float>::ones({16}), true);
   {

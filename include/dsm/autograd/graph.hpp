@@ -175,6 +175,22 @@ struct VarImpl final : VarImplBase {
       grad = Tensor<T, B>(grad + g);
     }
   }
+
+  /// Adds a gradient that a kernel writes itself: write(dst, add) either adds it into dst (add
+  /// true: the pending gradient, when this variable has one of its own to add to) or stores it
+  /// there (add false: a fresh tensor of the value's shape, then accumulated as above). A value
+  /// read by several consumers (the q, k and v projections of one input, a residual stream and
+  /// its norm) then gets each later gradient in the pass that computes it, not in a pass more.
+  template <class Write>
+  void accumulate_with(Write&& write) {
+    if (grad.defined() && grad.is_contiguous() && grad.storage().use_count() == 1) {
+      write(grad.data(), true);
+      return;
+    }
+    Tensor<T, B> g(value.shape());
+    write(g.data(), false);
+    accumulate(std::move(g));
+  }
 };
 
 /// The typed impl behind an edge (edges of a node are created with known types).
@@ -187,6 +203,13 @@ VarImpl<T, B>& impl_cast(VarImplBase& e) {
 template <class T, class B>
 void accumulate_input(const Edge& e, Tensor<T, B> g) {
   if (e) impl_cast<T, B>(*e).accumulate(std::move(g));
+}
+
+/// The same with a gradient that write(T* dst, bool add) puts into a contiguous buffer of the
+/// input's shape, adding to it when add is true (VarImpl::accumulate_with).
+template <class T, class B, class Write>
+void accumulate_input_with(const Edge& e, Write&& write) {
+  if (e) impl_cast<T, B>(*e).accumulate_with(std::forward<Write>(write));
 }
 
 }  // namespace autograd

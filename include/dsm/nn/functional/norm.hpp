@@ -82,9 +82,9 @@ void rms_norm_rows(const T* x, const T* w, T* y, T* rrms, std::int64_t rows, std
 }
 
 /// The backward of rms_norm_rows: dx (when not null) = rr * (g w - x rr^2 sum(g w x) / n) row by
-/// row; dw (when not null) = the sum over rows of g x rr.
+/// row, added to dx's values when add_dx; dw (when not null) = the sum over rows of g x rr.
 template <class T>
-void rms_norm_rows_backward(const T* x, const T* w, const T* g, const T* rrms, T* dx, T* dw, std::int64_t rows, std::int64_t n) {
+void rms_norm_rows_backward(const T* x, const T* w, const T* g, const T* rrms, T* dx, T* dw, std::int64_t rows, std::int64_t n, bool add_dx = false) {
   for_rows_summing_columns<T>(rows, n, dw, [&](std::int64_t r, T* part) {
     const T *xr = x + r * n, *gr = g + r * n;
     const T rr = rrms[r];
@@ -93,7 +93,11 @@ void rms_norm_rows_backward(const T* x, const T* w, const T* g, const T* rrms, T
       DSM_SIMD_REDUCE(+, dot) for (std::int64_t c = 0; c < n; ++c) dot += gr[c] * w[c] * xr[c];
       const T k = rr * rr * dot / static_cast<T>(n);
       T* dxr = dx + r * n;
-      DSM_SIMD for (std::int64_t c = 0; c < n; ++c) dxr[c] = rr * (gr[c] * w[c] - xr[c] * k);
+      if (add_dx) {
+        DSM_SIMD for (std::int64_t c = 0; c < n; ++c) dxr[c] += rr * (gr[c] * w[c] - xr[c] * k);
+      } else {
+        DSM_SIMD for (std::int64_t c = 0; c < n; ++c) dxr[c] = rr * (gr[c] * w[c] - xr[c] * k);
+      }
     }
     if (part) DSM_SIMD for (std::int64_t c = 0; c < n; ++c) part[c] += gr[c] * xr[c] * rr;
   });
@@ -209,9 +213,13 @@ Var<T, B> rms_norm(const Var<T, B>& x, const Var<T, B>& weight, double eps = 1e-
     return autograd::make_result("rms_norm", std::move(y), {autograd::edge_of(x), autograd::edge_of(weight)},
                                  [xv, wv, rrms, n, rows](const Tensor<T, B>& g, const std::vector<autograd::Edge>& in) {
                                    const Tensor<T, B> gv = g.contiguous();
-                                   Tensor<T, B> dx = in[0] ? Tensor<T, B>(xv.shape()) : Tensor<T, B>(), dw = in[1] ? Tensor<T, B>({n}) : Tensor<T, B>();
-                                   detail::rms_norm_rows_backward(xv.data(), wv.data(), gv.data(), rrms.data(), dx.data(), dw.data(), rows, n);
-                                   if (in[0]) autograd::accumulate_input(in[0], std::move(dx));
+                                   Tensor<T, B> dw = in[1] ? Tensor<T, B>({n}) : Tensor<T, B>();
+                                   auto run = [&](T* dx, bool add_dx) {
+                                     detail::rms_norm_rows_backward(xv.data(), wv.data(), gv.data(), rrms.data(), dx, dw.data(), rows, n, add_dx);
+                                   };
+                                   // A residual stream's x already holds the gradient that skipped the block: dx adds into it.
+                                   if (in[0]) autograd::accumulate_input_with<T, B>(in[0], run);
+                                   else run(nullptr, false);
                                    if (in[1]) autograd::accumulate_input(in[1], std::move(dw));
                                  });
   } else {  // other backends and types: the expression form
