@@ -107,17 +107,17 @@ Tensor<T> gather_rows(const Tensor<T>& x, const DispatchPlan& plan) {
   return out;
 }
 
-/// out[t] = sum_j w[t, j] * y[row_of_slot[t, j]], in slot order (w null: weight 1).
+/// out[t] (+)= sum_j w[t, j] * y[row_of_slot[t, j]] for out [tokens, d] contiguous, in slot order
+/// (w null: weight 1). Without `add` the first kept slot sets the row (a token whose slots were all
+/// dropped gets zeros); with it every slot adds to what out holds.
 template <class T, class TW>
-Tensor<T> combine_rows(const Tensor<T>& y, const TW* w, const DispatchPlan& plan) {
+void combine_rows_into(const Tensor<T>& y, const TW* w, const DispatchPlan& plan, T* dst, bool add) {
   const std::int64_t d = y.size(1), k = plan.top_k;
-  Tensor<T> out({plan.n_tokens, d});
   const T* src = y.data();
-  T* dst = out.data();
   cpu::parallel_for(plan.n_tokens, 64, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t t = b; t < e; ++t) {
       T* o = dst + t * d;
-      bool written = false;  // the first kept slot sets the row, the others add to it
+      bool written = add;  // until a slot has set the row, the first one overwrites it
       for (std::int64_t j = 0; j < k; ++j) {
         const std::int64_t r = plan.row_of_slot[static_cast<std::size_t>(t * k + j)];
         if (r < 0) continue;
@@ -133,6 +133,13 @@ Tensor<T> combine_rows(const Tensor<T>& y, const TW* w, const DispatchPlan& plan
       if (!written) std::fill(o, o + d, T(0));  // every slot dropped: the token leaves as zero
     }
   });
+}
+
+/// out[t] = sum_j w[t, j] * y[row_of_slot[t, j]] as a new [tokens, d] tensor.
+template <class T, class TW>
+Tensor<T> combine_rows(const Tensor<T>& y, const TW* w, const DispatchPlan& plan) {
+  Tensor<T> out({plan.n_tokens, y.size(1)});
+  combine_rows_into(y, w, plan, out.data(), false);
   return out;
 }
 
@@ -145,7 +152,10 @@ Var<T> permute_tokens(const Var<T>& x, const DispatchPlan& plan) {
   detail::check_plan("permute_tokens", plan, x.size(0));
   return autograd::make_result("permute_tokens", detail::gather_rows(x.value().contiguous(), plan), {autograd::edge_of(x)},
                                [keep = std::make_shared<DispatchPlan>(plan)](const Tensor<T>& g, const std::vector<autograd::Edge>& in) {
-                                 autograd::accumulate_input(in[0], detail::combine_rows<T, T>(g.contiguous(), nullptr, *keep));
+                                 const Tensor<T> gc = g.contiguous();
+                                 // x also feeds the router: the second gradient to arrive adds where it is computed
+                                 autograd::accumulate_input_with<T, cpu>(
+                                     in[0], [&](T* dst, bool add) { detail::combine_rows_into<T, T>(gc, nullptr, *keep, dst, add); });
                                });
 }
 
