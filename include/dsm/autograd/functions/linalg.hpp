@@ -64,20 +64,19 @@ Var<T, B> linear(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& bias =
         if (in[0]) {
           // dx = g w; when x already has a gradient of its own (x also fed other projections),
           // the product adds into it (beta = 1) instead of being added by a pass of its own.
-          const auto ga = detail::gemm_layout(g2.size(0), g2.size(1), g2.stride(0), g2.stride(1));
-          const auto wb = detail::gemm_layout(w_saved.size(0), w_saved.size(1), w_saved.stride(0), w_saved.stride(1));
+          bool added = false;
           if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+            const auto ga = detail::gemm_layout(g2.size(0), g2.size(1), g2.stride(0), g2.stride(1));
+            const auto wb = detail::gemm_layout(w_saved.size(0), w_saved.size(1), w_saved.stride(0), w_saved.stride(1));
             if (ga && wb) {
               const std::int64_t rows = g2.size(0), in_features = w_saved.size(1);
               autograd::accumulate_input_with<T, B>(in[0], [&](T* dst, bool add) {
                 B::gemm(ga->trans, wb->trans, rows, in_features, out, T(1), g2.data(), ga->ld, w_saved.data(), wb->ld, add ? T(1) : T(0), dst, in_features);
               });
-            } else {
-              autograd::accumulate_input(in[0], matmul(g2, w_saved).reshape(x_shape));
+              added = true;
             }
-          } else {
-            autograd::accumulate_input(in[0], matmul(g2, w_saved).reshape(x_shape));
           }
+          if (!added) autograd::accumulate_input(in[0], matmul(g2, w_saved).reshape(x_shape));  // other types; operands GEMM cannot read
         }
         if (in[1]) autograd::accumulate_input(in[1], matmul(g2.t(), x_saved.reshape({-1, x_shape[x_shape.rank() - 1]})));
         if (in[2]) autograd::accumulate_input(in[2], sum(g2, Shape{0}));
